@@ -9,9 +9,9 @@ os.environ.update(ENV)
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
-def run(args, cwd=None, check=True, timeout=900, **kw):
-    "Run a command with the test environment; returns the CompletedProcess."
-    p = subprocess.run(args, cwd=cwd, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=timeout, **kw)
+def run(args, cwd=None, check=True, timeout=900, env=None, **kw):
+    "Run a command with the test environment (plus `env`); returns the CompletedProcess."
+    p = subprocess.run(args, cwd=cwd, env={**os.environ, **ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout, **kw)
     if check and p.returncode != 0: raise AssertionError(f"{args} exited {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
 
