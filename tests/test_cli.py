@@ -37,9 +37,10 @@ def test_tiny_study_end_to_end(tokenclean, tiny_config, tmp_path):
     for r in se:
         for t in range(1, len(r['rounds'])): assert r['rounds'][t]['reference_fp'] == r['rounds'][t - 1]['model_fp']
     # re-running finds everything done
-    mtimes = {f: f.stat().st_mtime for f in root.rglob('results.json')}
+    runs = lambda: {f: f.stat().st_mtime for f in root.glob('*/results.json')}   # one per run folder
+    mtimes = runs(); assert len(mtimes) == 11
     run([tokenclean, 'study', '--config', str(tiny_config)])
-    assert mtimes == {f: f.stat().st_mtime for f in root.rglob('results.json')}
+    assert mtimes == runs()
 
 def test_export_cleaned_dataset(tokenclean, tiny_config, tmp_path):
     out = tmp_path/'cleaned'
