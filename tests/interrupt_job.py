@@ -11,7 +11,7 @@ from tokenclean.training import TrainConfig, train
 set_threads(1)
 mode, out = sys.argv[1], Path(sys.argv[2])
 tok = load_tokenizer('smollm2-135m-instruct')
-tp = tokenize_pool(tok, load_pool('default', limit=24), max_len=96, verbose=False)
+tp = tokenize_pool(tok, load_pool('default', limit=40), max_len=128, verbose=False)   # 24 samples survive
 torch.manual_seed(0)
 model = add_lora(load_model('smollm2-135m-instruct', device='cpu'), r=8, alpha=16, dropout=0.1)
 if mode == 'score':
