@@ -307,7 +307,7 @@ def print_table(rows:list):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--samples', type=int, default=12,
+    ap.add_argument('--samples', type=int, default=48,
                     help='samples in the seeded slice of the default pool (the original approach needs ~40 CPU-s per 1k tokens)')
     ap.add_argument('--threads', type=int, default=int(os.environ.get('OMP_NUM_THREADS', 1)))
     ap.add_argument('--json', help='also write the results here')
