@@ -246,6 +246,9 @@ def mathjax_tags(prefix: str) -> str:
 # ---------------------------------------------------------------- post-processing the HTML
 
 
+RELATIVE_HTML = re.compile(r'href="([A-Za-z0-9_./-]+\.html)(#[^"]*)?"')
+
+
 def postprocess(site: Path, stage: Path, site_url: str, mathjax: Path | None) -> dict:
     "Local doc links and local maths. Returns counts."
     # nbdev names each page's URL after its `output-file` (00_core.ipynb -> core.html); smalldocs keeps the
@@ -277,6 +280,15 @@ def postprocess(site: Path, stage: Path, site_url: str, mathjax: Path | None) ->
             return f'href="{prefix}{target}{m.group(2) or ""}"'
 
         s = link.sub(local, s)
+
+        def relative(m):  # a link written for the Quarto site (theory.html) -> this site's page (10_theory.html)
+            here = page.parent.relative_to(site)
+            target = (here / m.group(1)).as_posix()
+            if (site / target).exists() or target not in names: return m.group(0)
+            counts["local_links"] += 1
+            return f'href="{prefix}{names[target]}{m.group(2) or ""}"'
+
+        s = RELATIVE_HTML.sub(relative, s)
         s = ICON_URL_TEXT.sub(r"\1", s)
         if 'class="math' in s:
             counts["math_pages"] += 1
