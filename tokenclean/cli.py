@@ -8,6 +8,7 @@ import argparse, sys
 from dataclasses import asdict
 from pathlib import Path
 from .core import *
+from .config import *
 from .pipelines import *
 
 # %% auto #0

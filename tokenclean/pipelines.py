@@ -4,105 +4,24 @@
 
 # %% ../nbs/06_pipelines.ipynb #beb625d9
 from __future__ import annotations
-import copy, dataclasses, json, math, os, re, shutil, time
-from dataclasses import dataclass, field, asdict
+import json, time
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 import numpy as np, torch
 from . import __version__
 from .core import *
-from .models import load_model, load_tokenizer, add_lora, adapter_off, fingerprint, pick_device
+from .config import *
+from .models import load_model, load_tokenizer, add_lora, fingerprint
 from .data import load_pool, tokenize_pool, TokenizedPool
 from .scoring import token_losses, join_scores, save_scores, Scores
 from .selection import select, apply_selection, summarise, format_summary, save_selection
 from .training import TrainConfig, train
 
 # %% auto #0
-__all__ = ['ALL_METHODS', 'PAPER', 'PAPER_MODELS', 'CPU_DEFAULT', 'NOT_IN_KEY', 'METHOD_RULE', 'StudyConfig', 'make_config',
-           'load_config', 'slug', 'config_key', 'resolved_quant', 'Study', 'base_model', 'new_adapter', 'with_adapter',
-           'train_config', 'reference_dir', 'warmup_reference', 'score_pool', 'train_method', 'chunks', 'self_evolving',
-           'heldout_loss', 'finish_run', 'export_cleaned', 'reference_result', 'run_study']
-
-# %% ../nbs/06_pipelines.ipynb #6118aa2f
-ALL_METHODS = ('full', 'random', 'rho', 'fixed', 'self_evolving')
-
-@dataclass
-class StudyConfig:
-    "Everything that defines a study; saved next to every artefact it makes."
-    model:str='smollm2-135m-instruct'  # base model: built-in name, local folder or Hub id
-    pool:str='default'                 # SFT pool: 'default', a file, or a Hub id (e.g. jlpang888/DS2_50k)
-    pool_limit:int|None=None           # use the first n pool samples
-    warmup:str='default:warmup'        # warm-up set for the reference model
-    warmup_limit:int|None=None
-    heldout:int=0                      # pool samples held out (by id hash) for the held-out loss
-    max_len:int=2048                   # tokens per sample (truncation)
-    template:str='model'               # 'model' (its chat template) or 'tulu' (the paper's format)
-    k:float=0.6                        # share of response tokens kept
-    methods:list=field(default_factory=lambda: list(ALL_METHODS))
-    rounds:int=4                       # self-evolving: T rounds after round 0, so T+1 chunks
-    seeds:list=field(default_factory=lambda: [42])
-    reference_seed:int=42              # seed of the warm-up (reference) training
-    quant:str|None='auto'              # 'auto' (4bit on CUDA, none elsewhere), '4bit', '8bit' or None
-    device:str|None=None               # default: cuda, mps or cpu
-    dtype:str|None=None                # default: bf16 on capable GPUs, fp32 otherwise
-    lora_r:int=64; lora_alpha:int=16; lora_dropout:float=0.1
-    train:dict=field(default_factory=dict)  # TrainConfig overrides, e.g. {lr: 1e-4, batch_size: 48}
-    score_max_tokens:int=8192          # padded tokens per scoring batch
-    shard_size:int=256                 # samples per resumable score shard
-    eval_tasks:list=field(default_factory=list)  # lm-eval tasks (see the evaluation notebook)
-    eval_limit:int|None=None           # items per lm-eval task
-    out:str='runs'                     # root of all run folders
-    progress:bool=True
-
-# %% ../nbs/06_pipelines.ipynb #53899cf4
-def _check_keys(d:dict, cls, where:str='config'):
-    valid = [f.name for f in dataclasses.fields(cls)]
-    for key in d:
-        if key not in valid: raise TokencleanError(f"unknown {where} key '{key}'{closest(key, valid)}")
-
-def make_config(d:dict|None=None, **overrides)->StudyConfig:
-    "A `StudyConfig` from a dict and keyword overrides, rejecting unknown keys."
-    d = {**(d or {}), **overrides}
-    _check_keys(d, StudyConfig); _check_keys(d.get('train', {}), TrainConfig, 'train')
-    cfg = StudyConfig(**d)
-    for m in cfg.methods:
-        if m not in ALL_METHODS: raise TokencleanError(f"unknown method '{m}'{closest(m, ALL_METHODS)}; methods: {ALL_METHODS}")
-    return cfg
-
-def load_config(path:str|Path|None=None, **overrides)->StudyConfig:
-    "A `StudyConfig` from a YAML file (or the defaults) plus overrides."
-    import yaml
-    d = yaml.safe_load(Path(path).read_text()) or {} if path else {}
-    return make_config(d, **overrides)
-
-# %% ../nbs/06_pipelines.ipynb #9eed2676
-PAPER = dict(pool='jlpang888/DS2_50k', max_len=2048, k=0.6, rounds=4, seeds=[41, 42, 43], lora_r=64, lora_alpha=16,
-             lora_dropout=0.1, quant='auto', train=dict(lr=1e-4, epochs=1, batch_size=48, micro_batch=6, warmup_ratio=0.03,
-             weight_decay=0.0, shuffle=True),
-             eval_tasks=['truthfulqa', 'tydiqa', 'logiqa', 'mmlu', 'hellaswag', 'arc_challenge', 'boolq'])
-PAPER_MODELS = {'llama-3.2-3b': 'meta-llama/Llama-3.2-3B', 'llama-3.1-8b': 'meta-llama/Llama-3.1-8B',
-                'mistral-7b-v0.3': 'mistralai/Mistral-7B-v0.3'}
-CPU_DEFAULT = dict(model='smollm2-135m-instruct', pool='default', pool_limit=120, warmup='default:warmup', warmup_limit=32,
-                   heldout=24, max_len=128, k=0.6, rounds=2, seeds=[42], lora_r=16, lora_alpha=32, lora_dropout=0.0, quant=None,
-                   train=dict(lr=5e-4, epochs=1, batch_size=8, micro_batch=8, warmup_ratio=0.03, save_every=4),
-                   score_max_tokens=2048, shard_size=32,
-                   eval_tasks=['arc_challenge_offline', 'boolq_offline', 'hellaswag_offline'], eval_limit=10)
-
-# %% ../nbs/06_pipelines.ipynb #c41d7bca
-def slug(s:str)->str:
-    "A folder-safe version of a model or data name."
-    return re.sub(r'[^A-Za-z0-9_.-]+', '_', str(s).split('/')[-1] if os.path.exists(str(s)) else str(s)).strip('_') or 'x'
-
-NOT_IN_KEY = ('methods', 'seeds', 'progress', 'out', 'device', 'score_max_tokens', 'shard_size')
-
-def config_key(cfg:StudyConfig)->str:
-    "A short hash of every setting that can change a trained model or its results."
-    return stable_hash({k: v for k, v in asdict(cfg).items() if k not in NOT_IN_KEY}, n=8)
-
-def resolved_quant(cfg:StudyConfig)->str|None:
-    "'4bit' on CUDA when `quant='auto'`, else `cfg.quant`."
-    if cfg.quant != 'auto': return cfg.quant
-    return '4bit' if pick_device(cfg.device) == 'cuda' else None
+__all__ = ['METHOD_RULE', 'Study', 'base_model', 'new_adapter', 'with_adapter', 'train_config', 'reference_dir',
+           'warmup_reference', 'score_pool', 'train_method', 'chunks', 'self_evolving', 'heldout_loss', 'finish_run',
+           'export_cleaned', 'reference_result', 'run_study']
 
 # %% ../nbs/06_pipelines.ipynb #7e110022
 class Study:
