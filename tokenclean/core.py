@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['TokencleanError', 'closest', 'cache_dir', 'stable_hash', 'atomic_path', 'save_json', 'load_json', 'set_threads',
-           'Timer']
+           'Timer', 'AttrDict']
 
 # %% ../nbs/00_core.ipynb #52ff520d
 class TokencleanError(ValueError):
@@ -71,3 +71,11 @@ class Timer:
     "Context manager that records wall time in `.s`."
     def __enter__(self): self.t0 = time.perf_counter(); return self
     def __exit__(self, *a): self.s = time.perf_counter() - self.t0
+
+# %% ../nbs/00_core.ipynb #de6d3920
+class AttrDict(dict):
+    "A `dict` whose keys are also attributes."
+    def __getattr__(self, k):
+        try: return self[k]
+        except KeyError: raise AttributeError(k) from None
+    def __setattr__(self, k, v): self[k] = v

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json, math, random
 from pathlib import Path
 import numpy as np, torch
-from fastcore.basics import AttrDict
 from .core import *
 from .data import render
 from .models import fingerprint

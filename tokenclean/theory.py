@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import torch
 from torch import Tensor
-from fastcore.basics import AttrDict
+from .core import AttrDict
 
 # %% auto #0
 __all__ = ['Phi', 'error_rates', 'keep_frac', 'kept_noise', 'youden', 'rank_error', 'make_pool', 'sim_scores', 'clean_topk',
