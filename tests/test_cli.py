@@ -1,5 +1,5 @@
 "End-to-end tests of the installed `tokenclean` command."
-import json
+import json, subprocess
 from pathlib import Path
 import pytest
 from conftest import run
@@ -44,10 +44,74 @@ def test_tiny_study_end_to_end(tokenclean, tiny_config, tmp_path):
 
 def test_export_cleaned_dataset(tokenclean, tiny_config, tmp_path):
     out = tmp_path/'cleaned'
-    run([tokenclean, 'export', '--config', str(tiny_config), '--method', 'fixed', '--out', str(out)])
+    p = run([tokenclean, 'export', '--config', str(tiny_config), '--method', 'fixed', '--out', str(out)])
     import datasets
     ds = datasets.load_from_disk(str(out))
     assert set(ds.column_names) >= {'input_ids', 'attention_mask', 'labels'}
     kept = sum(sum(l != -100 for l in row) for row in ds['labels'])
     total = sum(len(row) for row in ds['input_ids'])
     assert 0 < kept < total
+    meta = json.loads((out/'tokenclean.json').read_text())
+    assert (meta['method'], meta['rule'], meta['k'], meta['model']) == ('fixed', 'global', 0.6, 'tiny-random')
+    assert meta['account']['samples'] == len(ds) and meta['account']['kept_tokens'] == sum(sum(l != -100 for l in r[1:]) for r in ds['labels'])
+    card = (out/'README.md').read_text()
+    assert 'Rule **global**, k = 0.6' in card and '`tiny-random`' in card and 'pool_limit: 40' in card
+    assert f"exported {len(ds)} samples" in p.stdout and "TRL's SFTTrainer drops them" in p.stdout
+
+def test_export_push_offline_is_one_clear_line(tokenclean, tiny_config, tmp_path):
+    p = run([tokenclean, 'export', '--config', str(tiny_config), '--out', str(tmp_path/'c'), '--push-to-hub', 'me/c'], check=False)
+    assert p.returncode == 2 and 'Traceback' not in p.stderr
+    assert 'HF_HUB_OFFLINE is set; unset it to push' in p.stderr and (tmp_path/'c'/'tokenclean.json').exists()
+
+def test_study_help_lists_every_setting(tokenclean):
+    "Every StudyConfig and TrainConfig field is in `tokenclean study --help`, with its default and doc."
+    import dataclasses, re
+    from tokenclean.config import StudyConfig
+    from tokenclean.training import TrainConfig
+    out = run([tokenclean, 'study', '--help']).stdout
+    for f in dataclasses.fields(StudyConfig):
+        if f.name != 'train': assert re.search(rf'^  {f.name} +\S', out, re.M), f.name
+    for f in dataclasses.fields(TrainConfig): assert re.search(rf'^  train\.{f.name} +\S', out, re.M), f.name
+    assert re.search(r'^  k +0\.6 +share of response tokens kept$', out, re.M)
+    assert '(no doc' not in out
+    for cmd in ('warmup', 'score', 'select', 'train', 'export', 'config'):
+        assert 'training settings (--set train.KEY=VALUE)' in run([tokenclean, cmd, '--help']).stdout
+
+def test_select_takes_study_methods(tokenclean, tiny_config):
+    "`select --method fixed|rho|random|full` maps each method to its rule."
+    for method, rule in [('fixed', 'global'), ('rho', 'per_sample'), ('random', 'random'), ('full', 'full')]:
+        out = run([tokenclean, 'select', '--config', str(tiny_config), '--method', method]).stdout
+        assert f'{rule} k=' in out, out
+    p = run([tokenclean, 'select', '--config', str(tiny_config), '--method', 'fixd'], check=False)
+    assert p.returncode == 2 and "invalid choice: 'fixd'" in p.stderr
+
+THREADS = "import sys, torch; from tokenclean.cli import main; main(sys.argv[1:]); print('threads', torch.get_num_threads())"
+
+def test_threads_default_to_torch_unless_told(tmp_path):
+    "No pin by default: torch's own choice; `OMP_NUM_THREADS` or `--threads` decide otherwise."
+    import os, sys
+    env = {k: v for k, v in os.environ.items() if k not in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')}
+    torch_default = subprocess.run([sys.executable, '-c', 'import torch; print(torch.get_num_threads())'], env=env,
+                                   capture_output=True, text=True, check=True).stdout.strip()
+    threads = lambda args, **e: subprocess.run([sys.executable, '-c', THREADS, 'config', *args], env={**env, **e},
+                                               capture_output=True, text=True, check=True).stdout.split()[-1]
+    assert threads([]) == torch_default
+    assert threads([], OMP_NUM_THREADS='1') == '1'
+    assert threads(['--threads', '1']) == '1'
+
+CRASH = "import sys, tokenclean.cli as c; c.cmd_config = lambda a: {}['missing']; c.main(sys.argv[1:])"
+
+def test_unexpected_error_is_short_with_a_debug_hint():
+    import sys
+    p = run([sys.executable, '-c', CRASH, 'config'], check=False)
+    assert p.returncode == 1 and 'Traceback' not in p.stderr
+    assert p.stderr.splitlines()[0] == "tokenclean config: unexpected KeyError: 'missing'"
+    assert 'rerun with --debug' in p.stderr
+    p = run([sys.executable, '-c', CRASH, 'config', '--debug'], check=False)
+    assert p.returncode == 1 and 'Traceback' in p.stderr and "KeyError: 'missing'" in p.stderr
+
+def test_bad_yaml_config_is_one_line(tokenclean, tmp_path):
+    bad = tmp_path/'bad.yaml'; bad.write_text('k: 0.5\n  pool: x\n')
+    p = run([tokenclean, 'config', '--config', str(bad)], check=False)
+    assert p.returncode == 2 and 'Traceback' not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert f'config {bad}: not valid YAML at line 2' in p.stderr

@@ -4,16 +4,19 @@
 
 # %% ../nbs/09_cli.ipynb #70c09f54
 from __future__ import annotations
-import argparse, sys
+import argparse, dataclasses, inspect, io, os, sys, textwrap, tokenize
 from dataclasses import asdict
 from pathlib import Path
 from .core import *
 from .config import *
 from .pipelines import *
+from .training import TrainConfig
+from .export import export_cleaned, export_meta
 
 # %% auto #0
-__all__ = ['builtin_configs', 'config_yaml', 'write_configs', 'parse_sets', 'resolve_config', 'cmd_config', 'cmd_warmup',
-           'cmd_score', 'cmd_select', 'cmd_train', 'cmd_export', 'cmd_study', 'parser', 'main']
+__all__ = ['SELECT_METHODS', 'builtin_configs', 'config_yaml', 'write_configs', 'parse_sets', 'resolve_config', 'source_docs',
+           'field_docs', 'settings_help', 'select_rule', 'cmd_config', 'cmd_warmup', 'cmd_score', 'cmd_select',
+           'cmd_train', 'cmd_export', 'cmd_study', 'parser', 'run_command', 'main']
 
 # %% ../nbs/09_cli.ipynb #977e34e1
 def builtin_configs()->dict:
@@ -33,34 +36,112 @@ def write_configs(folder:str|Path)->list:
     return [Path(folder/f'{n}.yaml').write_text(config_yaml(d)) and folder/f'{n}.yaml' for n, d in builtin_configs().items()]
 
 # %% ../nbs/09_cli.ipynb #ea9d5579
+def _yaml(s:str, where:str):
+    "`s` parsed as YAML, or a `TokencleanError` naming `where` and the line."
+    import yaml
+    try: return yaml.safe_load(s)
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None); line = f' at line {mark.line + 1}' if mark else ''
+        raise TokencleanError(f"{where}: not valid YAML{line} ({getattr(e, 'problem', None) or e}); fix the value") from None
+
 def parse_sets(sets:list)->dict:
     "`key=value` strings (YAML values, dotted keys for nested blocks) as a dict."
-    import yaml
     out = {}
     for s in sets or []:
         if '=' not in s: raise TokencleanError(f"--set expects key=value, got {s!r}")
         k, v = s.split('=', 1); keys = k.strip().split('.'); d = out
         for key in keys[:-1]: d = d.setdefault(key, {})
-        d[keys[-1]] = _value(v)
+        d[keys[-1]] = _value(v, s)
     return out
 
-def _value(v:str):
+def _value(v:str, where:str='--set'):
     "A YAML value; also reads `2e-4`, which YAML 1.1 takes for a string."
-    import yaml
-    x = yaml.safe_load(v)
+    x = _yaml(v, f'--set {where}')
     try: return float(x) if isinstance(x, str) else x
     except ValueError: return x
 
+# %% ../nbs/09_cli.ipynb #a4c1e2f0
+def _read_config(path:Path)->dict:
+    "The dict of a YAML config file, with clear errors."
+    try: text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e: raise TokencleanError(f"config {path}: cannot be read ({e}); pass a YAML file") from None
+    d = _yaml(text, f'config {path}') or {}
+    if not isinstance(d, dict): raise TokencleanError(f"config {path}: expected a mapping of settings, got {type(d).__name__}")
+    return d
+
 def resolve_config(config:str|None, sets:list|None=None)->StudyConfig:
     "The `StudyConfig` of a `--config` value (path or built-in name, default 'cpu') and `--set` overrides."
-    import yaml
     config = config or 'cpu'; bc = builtin_configs()
     if config in bc: d = dict(bc[config])
-    elif Path(config).exists(): d = yaml.safe_load(Path(config).read_text()) or {}
+    elif Path(config).is_file(): d = _read_config(Path(config))
     else: raise TokencleanError(f"config {config!r} is neither a file nor a built-in config{closest(config, bc)} ({', '.join(bc)})")
     over = parse_sets(sets)
     if 'train' in over: over['train'] = {**d.get('train', {}), **over['train']}
     return make_config({**d, **over})
+
+# %% ../nbs/09_cli.ipynb #c9e0f4a1
+def source_docs(src:str, names)->dict:
+    "Name → the comment after it (and its continuation lines), for each of `names` defined (`name:type=...`) in `src`."
+    docs, cur, start, cand, last = {}, [], True, None, None
+    for t in tokenize.generate_tokens(io.StringIO(textwrap.dedent(src)).readline):
+        if t.type == tokenize.NEWLINE or (t.type == tokenize.OP and t.string == ';'):
+            start, cand, cur = True, None, [] if t.type == tokenize.NEWLINE else cur
+        elif t.type == tokenize.COMMENT and cur and t.string.strip('# '):
+            for n in cur: docs.setdefault(n, t.string.lstrip('#').strip())
+            last = (list(cur), t.start[1])
+        elif t.type == tokenize.COMMENT and start and last and t.start[1] == last[1]:   # a continuation line
+            for n in last[0]: docs[n] += ' ' + t.string.lstrip('#').strip()
+        elif t.type == tokenize.NAME and start: start, cand, last = False, t.string, None
+        elif t.type == tokenize.OP and t.string == ':' and cand in names: cur.append(cand); cand = None
+        elif t.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.COMMENT): start, last = False, None
+    return docs
+
+def field_docs(cls)->dict:
+    "Field name → the comment after it in the source of dataclass `cls` (its docments)."
+    try: src = inspect.getsource(cls)
+    except (OSError, TypeError): return {}
+    return source_docs(src, {f.name for f in dataclasses.fields(cls)})
+
+# %% ../nbs/09_cli.ipynb #f0a1b2c3
+_FALLBACK_DOCS = dict(
+    warmup_limit='use the first n warm-up samples', methods=f"methods to train, of {', '.join(ALL_METHODS)}",
+    seeds='training seeds: one run per method and seed', lora_r='LoRA rank', lora_alpha='LoRA scaling (alpha)',
+    lora_dropout='LoRA dropout', progress='show progress bars', weight_decay='AdamW weight decay',
+    seed='seed of the data order and dropout (the study sets it per run)')
+
+def _yaml1(v)->str:
+    "`v` as a one-line YAML value, as `--set` takes it."
+    import yaml
+    s = yaml.safe_dump(v, default_flow_style=True, width=1000).strip()
+    return s[:-4].strip() if s.endswith('...') else s
+
+def _settings_lines(cls, base:dict, prefix:str='', w:int=22)->list:
+    "One line per field of `cls`: name, default, doc, and the `cpu` config's value where it differs."
+    docs, out, default = field_docs(cls), [], cls()
+    for f in dataclasses.fields(cls):
+        if f.name == 'train' and cls is StudyConfig: continue
+        d, doc = getattr(default, f.name), docs.get(f.name) or _FALLBACK_DOCS.get(f.name, '(no doc: add a comment to the field)')
+        cpu = f"; cpu: {_yaml1(base[f.name])}" if f.name in base and base[f.name] != d else ''
+        out.append(f"  {prefix + f.name:<{w}} {_yaml1(d):<22} {doc}{cpu}")
+    return out
+
+# %% ../nbs/09_cli.ipynb #a9b8c7d6
+def settings_help()->str:
+    "The settings part of every subcommand's `--help`, generated from `StudyConfig` and `TrainConfig`."
+    cpu = builtin_configs()['cpu']
+    w = max(len(f.name) for f in dataclasses.fields(TrainConfig)) + len('train.') + 1
+    return '\n'.join(['settings (--set KEY=VALUE, values in YAML; default, what it does; the cpu config\'s value where it differs):',
+                      *_settings_lines(StudyConfig, cpu, w=w), '', 'training settings (--set train.KEY=VALUE):',
+                      *_settings_lines(TrainConfig, cpu.get('train', {}), 'train.', w=w)])
+
+# %% ../nbs/09_cli.ipynb #d7e8f9a0
+SELECT_METHODS = ('fixed', 'rho', 'random', 'full', 'global', 'per_sample')
+
+def select_rule(method:str)->str:
+    "The selection rule of a study method ('fixed' → 'global', 'rho' → 'per_sample') or of a rule."
+    if method not in SELECT_METHODS:
+        raise TokencleanError(f"--method: {method!r} is not one of {', '.join(SELECT_METHODS)}{closest(method, SELECT_METHODS)}")
+    return METHOD_RULE.get(method, method)
 
 # %% ../nbs/09_cli.ipynb #118daca4
 def cmd_config(a):
@@ -77,10 +158,10 @@ def cmd_score(a):
     print(f"scored {len(sc):,} response tokens of {len(sc.ids)} samples; mean score {sc.score.mean():.4f}; in {st.path('scores')}")
 
 def cmd_select(a):
-    "Select tokens with a rule and print the selection summary."
+    "Select tokens with a method's rule and print the selection summary."
     from tokenclean.selection import select, summarise, format_summary, save_selection
-    st = Study(resolve_config(a.config, a.set)); cfg = st.cfg
-    sel = select(score_pool(st), a.method, cfg.k, cfg.seeds[0])
+    rule = select_rule(a.method); st = Study(resolve_config(a.config, a.set)); cfg = st.cfg
+    sel = select(score_pool(st), rule, cfg.k, cfg.seeds[0])
     save_selection(sel, st.path('selections', f'{a.method}-k{cfg.k}-s{cfg.seeds[0]}')); print(format_summary(summarise(sel)))
 
 # %% ../nbs/09_cli.ipynb #e71239c6
@@ -91,11 +172,15 @@ def cmd_train(a):
     print(config_yaml({k: v for k, v in r.items() if k != 'rounds'}))
 
 def cmd_export(a):
-    "Export the pool cleaned by a selection rule as a Hugging Face dataset on disk."
+    "Export the pool cleaned by a method as a Hugging Face dataset with a dataset card (and push it to the Hub)."
     from tokenclean.selection import select, apply_selection
-    st = Study(resolve_config(a.config, a.set))
-    sel = select(score_pool(st), METHOD_RULE.get(a.method, a.method), st.cfg.k, st.cfg.seeds[0])
-    print(export_cleaned(apply_selection(sel, st.pool.rows), a.out))
+    rule = select_rule(a.method); st = Study(resolve_config(a.config, a.set))
+    sel = select(score_pool(st), rule, st.cfg.k, st.cfg.seeds[0])
+    meta = export_meta(sel, asdict(st.cfg), method=a.method, pool_dropped=st.pool.dropped)
+    out = export_cleaned(apply_selection(sel, st.pool.rows), a.out, meta, push_to_hub=a.push_to_hub, private=not a.public)
+    acc = load_json(out/'tokenclean.json')['account']
+    print(f"exported {acc['samples']} samples ({acc['kept_tokens']:,} kept tokens) to {out}; {acc['emptied_samples']} have no "
+          f"kept token (TRL's SFTTrainer drops them){'; pushed to ' + a.push_to_hub if a.push_to_hub else ''}")
 
 def cmd_study(a):
     "Run (or resume) the whole study, then write its table and figures."
@@ -111,26 +196,54 @@ def cmd_study(a):
 # %% ../nbs/09_cli.ipynb #4fb37dac
 def _common(p):
     p.add_argument('--config', '-c', help="YAML file or built-in config name (default: cpu; others: paper-llama-3.2-3b, ...)")
-    p.add_argument('--set', '-s', action='append', metavar='KEY=VALUE', help='override one config value (repeatable), e.g. k=0.5 or train.lr=2e-4')
+    p.add_argument('--set', '-s', action='append', metavar='KEY=VALUE', help='override one setting (repeatable), e.g. k=0.5 or train.lr=2e-4')
+    p.add_argument('--threads', type=int, metavar='N', help="PyTorch threads (default: $OMP_NUM_THREADS if set, else PyTorch's choice)")
+    p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
 
+def _subcommand(sub, name:str, fn, epilog:str):
+    p = sub.add_parser(name, help=fn.__doc__, description=fn.__doc__, epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p); p.set_defaults(fn=fn)
+    return p
+
+# %% ../nbs/09_cli.ipynb #f3e4d5c6
 def parser()->argparse.ArgumentParser:
     "The `tokenclean` argument parser."
     from tokenclean import __version__
     P = argparse.ArgumentParser('tokenclean', description='Token Cleaning: fine-grained token selection for LLM SFT.')
     P.add_argument('--version', action='version', version=f'tokenclean {__version__}')
-    sub = P.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
+    sub, ep = P.add_subparsers(dest='cmd', required=True, metavar='COMMAND'), settings_help()
     for name, fn in [('study', cmd_study), ('warmup', cmd_warmup), ('score', cmd_score), ('select', cmd_select),
                      ('train', cmd_train), ('export', cmd_export), ('config', cmd_config)]:
-        p = sub.add_parser(name, help=fn.__doc__, description=fn.__doc__); _common(p); p.set_defaults(fn=fn)
-        if name in ('select', 'export'): p.add_argument('--method', default='global', help="global, per_sample, random or full (or a method name)")
+        p = _subcommand(sub, name, fn, ep)
+        if name in ('select', 'export'):
+            p.add_argument('--method', default='fixed', choices=SELECT_METHODS, help='study method or selection rule (default: fixed)')
         if name == 'train':
             p.add_argument('--method', required=True, choices=ALL_METHODS); p.add_argument('--seed', type=int)
-        if name == 'export': p.add_argument('--out', required=True, help='folder for the dataset')
+        if name == 'export':
+            p.add_argument('--out', required=True, help='folder for the dataset and its card')
+            p.add_argument('--push-to-hub', metavar='REPO', help='also upload it to this Hub dataset repo, e.g. me/ds2-cleaned')
+            p.add_argument('--public', action='store_true', help='make a new Hub repo public (default: private)')
     return P
+
+# %% ../nbs/09_cli.ipynb #c8d9e0f1
+def _fail(msg:str, code:int):
+    print(msg, file=sys.stderr); sys.exit(code)
+
+def run_command(a):
+    "Run the subcommand of parsed arguments `a`, turning errors into short messages (all of them with `--debug` off)."
+    if a.threads: set_threads(a.threads)
+    try: a.fn(a)
+    except TokencleanError as e:
+        if a.debug: raise
+        _fail(f"tokenclean {a.cmd}: error: {' '.join(str(e).split())}", 2)
+    except KeyboardInterrupt: _fail(f"tokenclean {a.cmd}: interrupted; run the same command again to resume", 130)
+    except Exception as e:
+        if a.debug: raise
+        first = (str(e).strip().splitlines() or [''])[0][:300]
+        _fail(f"tokenclean {a.cmd}: unexpected {type(e).__name__}: {first}\n"
+              f"  (not a case tokenclean handles yet: rerun with --debug for the traceback, and report it)", 1)
 
 def main(argv:list|None=None):
     "Console entry point."
-    a = parser().parse_args(argv)
-    set_threads(None)
-    try: a.fn(a)
-    except TokencleanError as e: print(f'tokenclean: error: {e}', file=sys.stderr); sys.exit(2)
+    run_command(parser().parse_args(argv))
