@@ -1,0 +1,68 @@
+"""Fidelity to the Token Cleaning authors' code (UCSC-REAL/TokenCleaning @ 29362ab) on 120 default-pool chats.
+
+The fixtures in `fixtures/authors/` are what their scripts printed with the packaged SmolLM2-135M-Instruct as base
+(see the README there). Run with `pytest -s tests/test_fidelity.py` to see the agreement figures.
+"""
+import gzip, json
+from pathlib import Path
+import numpy as np, pytest, torch
+
+FX = Path(__file__).parent/'fixtures'/'authors'
+
+@pytest.fixture(scope='module')
+def fixtures():
+    chats = [json.loads(l) for l in (FX/'chats.jsonl').read_text().splitlines()]
+    theirs = [json.loads(l) for l in gzip.open(FX/'authors_outputs.jsonl.gz', 'rt')]
+    assert len(chats) == len(theirs) == 120 and all(c['id'] == t['id'] for c, t in zip(chats, theirs))
+    return chats, theirs
+
+def _resp(t:dict)->np.ndarray: return np.nonzero(np.asarray(t['labels']) != -100)[0]
+
+def test_tulu_tokenization_equals_theirs(fixtures):
+    "`template: tulu` gives their `input_ids` and `labels` exactly, for every chat (three truncated away, kept)."
+    from tokenclean.models import load_tokenizer
+    from tokenclean.data import normalise, tokenize_sample, tokenize_pool
+    chats, theirs = fixtures
+    tok = load_tokenizer('smollm2-135m-instruct')
+    ours = [tokenize_sample(tok, normalise(c), 2048, 'tulu') for c in chats]
+    same_ids = sum(np.array_equal(r['input_ids'], t['input_ids']) for r, t in zip(ours, theirs))
+    same_labels = sum(np.array_equal(r['labels'], t['labels']) for r, t in zip(ours, theirs))
+    n_tok, n_resp = sum(len(r['input_ids']) for r in ours), sum(int((r['labels'] != -100).sum()) for r in ours)
+    print(f'\ntokenization: input_ids identical {same_ids}/120, labels identical {same_labels}/120; '
+          f'{n_tok:,} tokens, {n_resp:,} response tokens (theirs 35,571 and 10,293)')
+    assert (same_ids, same_labels) == (120, 120) and (n_tok, n_resp) == (35571, 10293)
+    tp = tokenize_pool(tok, [normalise(c) for c in chats], 2048, 'tulu', verbose=False)
+    assert len(tp) == 120 and tp.account['untrained'] == 3     # the paper mode keeps them, with all labels −100
+    assert all(np.array_equal(r['input_ids'], t['input_ids']) for r, t in zip(tp.rows, theirs))
+
+def test_base_loss_equals_theirs(fixtures):
+    "tokenclean's per-token loss of the base model on their `input_ids` is theirs within 1e-4 at every response token."
+    from tokenclean.core import set_threads
+    from tokenclean.models import load_model
+    from tokenclean.scoring import token_nll
+    set_threads(1)
+    _, theirs = fixtures
+    model = load_model('smollm2-135m-instruct').eval()
+    worst, n = 0.0, 0
+    for t in theirs:
+        ids, lab = torch.tensor([t['input_ids']]), torch.tensor([t['labels']])
+        with torch.no_grad(): ours = token_nll(model, ids, torch.ones_like(ids), lab).numpy()
+        pos = np.nonzero(lab[0, 1:].numpy() != -100)[0] + 1    # their position t holds the loss of predicting token t
+        worst, n = max(worst, float(np.abs(ours - np.asarray(t['base_loss'])[pos]).max(initial=0))), n + len(pos)
+    print(f'\nbase-model loss: max |ours - theirs| = {worst:.2e} nats over {n:,} response tokens of 120 chats')
+    assert n == 10293 and worst < 1e-4
+
+def test_global_selection_equals_theirs(fixtures):
+    "Global top-60% of their base − reference losses keeps exactly the tokens they kept."
+    from tokenclean.scoring import Scores
+    from tokenclean.selection import select
+    chats, theirs = fixtures
+    resp = [_resp(t) for t in theirs]
+    cat = lambda k, dt=np.float32: np.concatenate([np.asarray(t[k], dt)[p] for t, p in zip(theirs, resp)])
+    sc = Scores([c['id'] for c in chats], [c['source'] for c in chats], np.cumsum([0] + [len(p) for p in resp]),
+                np.concatenate(resp).astype(np.int32), cat('input_ids', np.int32), cat('base_loss'), cat('ref_loss'))
+    kept = select(sc, 'global', 0.6).keep
+    their_kept = cat('selected_labels', np.int64) != -100
+    jaccard = (kept & their_kept).sum() / (kept | their_kept).sum()
+    print(f'\nselection: kept {kept.sum():,} of {len(kept):,} (theirs {their_kept.sum():,}), Jaccard {jaccard:.4f}')
+    assert kept.sum() == their_kept.sum() == 6175 and np.array_equal(kept, their_kept)
