@@ -127,6 +127,7 @@ def push_cleaned(path:str|Path,   # a folder written by `export_cleaned`
             api.create_repo(repo_id, repo_type='dataset', private=private, exist_ok=True)
             api.upload_folder(folder_path=d, repo_id=repo_id, repo_type='dataset', commit_message='tokenclean export')
         except Exception as e:
-            raise TokencleanError(f"push to {url} failed ({type(e).__name__}: {str(e)[:200]}); check the repo id and that "
+            why = ' '.join(str(e).split())[:200]
+            raise TokencleanError(f"push to {url} failed ({type(e).__name__}: {why}); check the repo id and that "
                                   f"HF_TOKEN (or `hf auth login`) may write to it; the export stays at {path}") from e
     return url
