@@ -563,7 +563,7 @@ def _check_tools(text:str, messages:list, tools, sid:str, name:str):
             raise BadRecord('tools not rendered by the template', f"sample {sid}: the chat template of {name!r} "
                             f"does not render {field}; use a model whose template supports tools, or drop tool turns")
 
-# %% ../nbs/02_data.ipynb #c288d6f2
+# %% ../nbs/02_data.ipynb #f651103b
 def _model_template(tok, messages:list, sid:str, tools:list|None=None)->tuple:
     "Chat-template text and trained character spans."
     if not getattr(tok, 'chat_template', None):
@@ -573,7 +573,9 @@ def _model_template(tok, messages:list, sid:str, tools:list|None=None)->tuple:
         if not _trained(m): continue
         upto = _apply(tok, messages[:i + 1], tools, sid)
         end = len(upto.rstrip())
-        if i == 0: a = upto.rfind(m['content'], 0, end) if m['content'] else end
+        if i == 0:                         # no prompt to render: find where the content goes with a probe
+            probe = _apply(tok, [dict(m, content='\ue000')], tools, sid)
+            a = probe.find('\ue000') if upto.startswith(probe[:probe.find('\ue000')]) else -1
         else:
             pre = _apply(tok, messages[:i], tools, sid, gen=True)
             a = len(pre) if upto.startswith(pre) else -1
