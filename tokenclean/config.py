@@ -8,43 +8,53 @@ import dataclasses, os, re
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from .core import *
-from .models import pick_device
+from .models import pick_device, LORA_TARGETS
 from .training import TrainConfig
 
 # %% auto #0
-__all__ = ['ALL_METHODS', 'PAPER', 'PAPER_MODELS', 'CPU_DEFAULT', 'NOT_IN_KEY', 'StudyConfig', 'make_config', 'load_config',
-           'slug', 'config_key', 'resolved_quant']
+__all__ = ['PAPER_METHODS', 'ALL_METHODS', 'MIN_LEN', 'PAPER', 'PAPER_MODELS', 'CPU_DEFAULT', 'CPU_PRECISION', 'GPU_TFLOPS',
+           'NOT_IN_KEY', 'StudyConfig', 'make_config', 'load_config', 'validate', 'model_config', 'model_shape',
+           'train_memory_gb', 'memory_plan', 'resolve_precision', 'plan_study', 'format_plan', 'stage_hours',
+           'time_plan', 'slug', 'config_key', 'resolved_quant']
 
 # %% ../nbs/06a_config.ipynb #6118aa2f
-ALL_METHODS = ('full', 'random', 'rho', 'fixed', 'self_evolving')
+PAPER_METHODS = ('full', 'random', 'rho', 'fixed', 'self_evolving')   # the paper's table, the default
+ALL_METHODS = PAPER_METHODS + ('self_evolving_control',)
 
 @dataclass
 class StudyConfig:
-    "Everything that defines a study; saved next to every artefact it makes."
+    "Everything that defines a study; saved next to every artefact it makes; checked when made."
     model:str='smollm2-135m-instruct'  # base model: built-in name, local folder or Hub id
     pool:str='default'                 # SFT pool: 'default', a file, or a Hub id (e.g. jlpang888/DS2_50k)
     pool_limit:int|None=None           # use the first n pool samples
     warmup:str='default:warmup'        # warm-up set for the reference model
     warmup_limit:int|None=None
     heldout:int=0                      # pool samples held out (by id hash) for the held-out loss
+    on_bad_record:str='error'          # a malformed record: 'error' (stop, naming it) or 'skip' (count it)
     max_len:int=2048                   # tokens per sample (truncation)
     template:str='model'               # 'model' (its chat template) or 'tulu' (the paper's format)
     k:float=0.6                        # share of response tokens kept
-    methods:list=field(default_factory=lambda: list(ALL_METHODS))
+    methods:list=field(default_factory=lambda: list(PAPER_METHODS))  # any of ALL_METHODS
     rounds:int=4                       # self-evolving: T rounds after round 0, so T+1 chunks
+    first_reference:str='chunk0'       # self-evolving: 'chunk0' (round 0 tunes the base on chunk 0, all tokens,
+                                       # the authors' script) or 'warmup' (start from the warm-up reference)
     seeds:list=field(default_factory=lambda: [42])
     reference_seed:int=42              # seed of the warm-up (reference) training
-    quant:str|None='auto'              # 'auto' (4bit on CUDA, none elsewhere), '4bit', '8bit' or None
+    quant:str|None='auto'              # 'auto' (the memory plan: 4-bit only if bf16 LoRA cannot fit), '4bit', '8bit', None
+    precision:str='auto'               # autocast: 'auto', 'bf16', 'fp16' (with loss scaling) or 'fp32'
+    gpu_gb:float|None=None             # memory budget of the `auto` plan (default: the GPU's memory)
     device:str|None=None               # default: cuda, mps or cpu
-    dtype:str|None=None                # default: bf16 on capable GPUs, fp32 otherwise
+    dtype:str|None=None                # weights: default bf16 (native-bf16 GPUs), fp16 (other GPUs), fp32 (CPU)
     lora_r:int=64; lora_alpha:int=16; lora_dropout:float=0.1
+    lora_targets:list|None=None        # LoRA modules; default: the 7 attention and MLP projections (else all linear)
     train:dict=field(default_factory=dict)  # TrainConfig overrides, e.g. {lr: 1e-4, batch_size: 48}
     score_max_tokens:int=8192          # padded tokens per scoring batch
     shard_size:int=256                 # samples per resumable score shard
     eval_tasks:list=field(default_factory=list)  # lm-eval tasks (see the evaluation notebook)
-    eval_limit:int|None=None           # items per lm-eval task
+    eval_limit:int|float|None=None     # items per lm-eval task (< 1: a share)
     out:str='runs'                     # root of all run folders
     progress:bool=True
+    def __post_init__(self): validate(self)
 
 # %% ../nbs/06a_config.ipynb #53899cf4
 def _check_keys(d:dict, cls, where:str='config'):
@@ -53,13 +63,11 @@ def _check_keys(d:dict, cls, where:str='config'):
         if key not in valid: raise TokencleanError(f"unknown {where} key '{key}'{closest(key, valid)}")
 
 def make_config(d:dict|None=None, **overrides)->StudyConfig:
-    "A `StudyConfig` from a dict and keyword overrides, rejecting unknown keys."
+    "A checked `StudyConfig` from a dict and keyword overrides, rejecting unknown keys."
     d = {**(d or {}), **overrides}
-    _check_keys(d, StudyConfig); _check_keys(d.get('train', {}), TrainConfig, 'train')
-    cfg = StudyConfig(**d)
-    for m in cfg.methods:
-        if m not in ALL_METHODS: raise TokencleanError(f"unknown method '{m}'{closest(m, ALL_METHODS)}; methods: {ALL_METHODS}")
-    return cfg
+    _check_keys(d, StudyConfig)
+    if isinstance(d.get('train'), dict): _check_keys(d['train'], TrainConfig, 'train')
+    return StudyConfig(**d)
 
 def load_config(path:str|Path|None=None, **overrides)->StudyConfig:
     "A `StudyConfig` from a YAML file (or the defaults) plus overrides."
@@ -67,31 +75,254 @@ def load_config(path:str|Path|None=None, **overrides)->StudyConfig:
     d = yaml.safe_load(Path(path).read_text()) or {} if path else {}
     return make_config(d, **overrides)
 
+# %% ../nbs/06a_config.ipynb #d75a943f
+MIN_LEN = 16   # the shortest max_len that holds a prompt header and a response token
+_CHOICES = dict(template=('model', 'tulu'), on_bad_record=('error', 'skip'), first_reference=('chunk0', 'warmup'),
+                quant=('auto', '4bit', '8bit', None), precision=('auto', 'bf16', 'fp16', 'fp32'),
+                dtype=(None, 'float32', 'bfloat16', 'float16'))
+
+def _bad(key:str, need:str, got, eg):
+    raise TokencleanError(f"config key '{key}': must be {need}, got {got!r}; e.g. {key.split('.')[-1]}: {eg}")
+
+def _choice(key:str, v, valid:tuple):
+    "Check that `v` is one of `valid` as a whole word, with a did-you-mean."
+    if v in valid: return v
+    names = [str(x) for x in valid if x is not None]
+    raise TokencleanError(f"config key '{key}': {v!r} is not a valid value{closest(str(v), names)}; "
+                          f"use one of {', '.join('null' if x is None else x for x in valid)}")
+
+# %% ../nbs/06a_config.ipynb #f8efb608
+def _number(key:str, v, eg, lo=None, hi=None, integer:bool=False, open_lo:bool=False, open_hi:bool=False,
+            none:bool=False):
+    "`v` checked as a number in the range; numeric strings are read as numbers (not for integers)."
+    if v is None and none: return v
+    if isinstance(v, str) and not integer:
+        try: v = float(v)
+        except ValueError: pass
+    name, lt, gt = key.split('.')[-1], '<' if open_lo else '≤', '<' if open_hi else '≤'
+    rng = (f'{lo} {lt} {name} {gt} {hi}' if hi is not None else f"{name} {'>' if open_lo else '≥'} {lo}") if lo is not None \
+          else (f'{name} {gt} {hi}' if hi is not None else '')
+    need = f"{'a whole number' if integer else 'a number'}{' or null' if none else ''}" + (f' with {rng}' if rng else '')
+    if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)): _bad(key, need, v, eg)
+    if lo is not None and (v <= lo if open_lo else v < lo): _bad(key, need, v, eg)
+    if hi is not None and (v >= hi if open_hi else v > hi): _bad(key, need, v, eg)
+    return v
+
+def _list(key:str, v, eg:str, item=None)->list:
+    "`v` checked as a list (a plain string or number is the usual slip), each item checked by `item`."
+    if not isinstance(v, (list, tuple)): _bad(key, 'a list', v, eg)
+    return [item(x) for x in v] if item else list(v)
+
+# %% ../nbs/06a_config.ipynb #f749b677
+_TRAIN = dict(lr=dict(eg=1e-4, lo=0, open_lo=True), epochs=dict(eg=1, lo=1, integer=True),
+              batch_size=dict(eg=48, lo=1, integer=True), warmup_ratio=dict(eg=0.03, lo=0, hi=1, open_hi=True),
+              weight_decay=dict(eg=0.0, lo=0), max_grad_norm=dict(eg=1.0, lo=0, open_lo=True, none=True),
+              seed=dict(eg=42, integer=True), save_every=dict(eg=50, lo=0, integer=True))
+
+def _check_train(t:dict)->dict:
+    "The `train:` block checked value by value."
+    if not isinstance(t, dict): _bad('train', 'a mapping of TrainConfig settings', t, '{lr: 1e-4, batch_size: 48}')
+    _check_keys(t, TrainConfig, 'train'); t = dict(t)
+    for k, spec in _TRAIN.items():
+        if k in t: t[k] = _number(f'train.{k}', t[k], **spec)
+    if t.get('micro_batch', 1) != 'auto': _number('train.micro_batch', t.get('micro_batch', 1), 'auto', lo=1, integer=True)
+    for k in ('shuffle', 'gradient_checkpointing'):
+        if k in t and not isinstance(t[k], bool) and not (k == 'gradient_checkpointing' and t[k] == 'auto'):
+            _bad(f'train.{k}', 'true or false' + (' or auto' if k == 'gradient_checkpointing' else ''), t[k], 'false')
+    if 'precision' in t: _choice('train.precision', t['precision'], ('fp32', 'bf16', 'fp16'))
+    return t
+
+# %% ../nbs/06a_config.ipynb #68754417
+def _str(key:str, v, eg:str):
+    if not isinstance(v, str) or not v: _bad(key, 'a non-empty string', v, eg)
+    return v
+
+def validate(c:StudyConfig)->StudyConfig:
+    "Check every value of `c` (types, ranges, choices), reading numeric strings as numbers; raise naming key and fix."
+    for k, eg in dict(model='smollm2-135m-instruct', pool='default', warmup='default:warmup', out='runs').items():
+        _str(k, getattr(c, k), eg)
+    for k, valid in _CHOICES.items(): _choice(k, getattr(c, k), valid)
+    if c.device is not None and not re.fullmatch(r'cpu|mps|cuda(:\d+)?', str(c.device)):
+        _bad('device', 'null, cpu, mps, cuda or cuda:N', c.device, 'cuda')
+    c.pool_limit = _number('pool_limit', c.pool_limit, 1000, lo=1, integer=True, none=True)
+    c.warmup_limit = _number('warmup_limit', c.warmup_limit, 1000, lo=1, integer=True, none=True)
+    c.heldout = _number('heldout', c.heldout, 0, lo=0, integer=True)
+    c.max_len = _number('max_len', c.max_len, 2048, lo=MIN_LEN, integer=True)
+    c.k = _number('k', c.k, 0.6, lo=0, hi=1, open_lo=True)
+    c.rounds = _number('rounds', c.rounds, 4, lo=1, integer=True)
+    c.reference_seed = _number('reference_seed', c.reference_seed, 42, integer=True)
+    c.lora_r = _number('lora_r', c.lora_r, 64, lo=1, integer=True)
+    c.lora_alpha = _number('lora_alpha', c.lora_alpha, 16, lo=0, open_lo=True)
+    c.lora_dropout = _number('lora_dropout', c.lora_dropout, 0.1, lo=0, hi=1, open_hi=True)
+    c.gpu_gb = _number('gpu_gb', c.gpu_gb, 16, lo=0, open_lo=True, none=True)
+    c.score_max_tokens = _number('score_max_tokens', c.score_max_tokens, 8192, lo=1, integer=True)
+    c.shard_size = _number('shard_size', c.shard_size, 256, lo=1, integer=True)
+    c.eval_limit = _number('eval_limit', c.eval_limit, 100, lo=0, open_lo=True, none=True)
+    if not isinstance(c.progress, bool): _bad('progress', 'true or false', c.progress, 'true')
+    c.methods = _list('methods', c.methods, f'[{c.methods}]', lambda m: _choice('methods', m, ALL_METHODS))
+    if not c.methods: _bad('methods', 'a non-empty list', c.methods, '[fixed]')
+    c.seeds = _list('seeds', c.seeds, f'[{c.seeds}]', lambda s: _number('seeds', s, 42, integer=True))
+    if not c.seeds: _bad('seeds', 'a non-empty list', c.seeds, '[42]')
+    c.eval_tasks = _list('eval_tasks', c.eval_tasks, f'[{c.eval_tasks}]', lambda t: _str('eval_tasks', t, 'boolq'))
+    if c.lora_targets is not None: c.lora_targets = _list('lora_targets', c.lora_targets, '[q_proj, v_proj]')
+    c.train = _check_train(c.train)
+    return c
+
 # %% ../nbs/06a_config.ipynb #9eed2676
-PAPER = dict(pool='jlpang888/DS2_50k', max_len=2048, k=0.6, rounds=4, seeds=[41, 42, 43], lora_r=64, lora_alpha=16,
-             lora_dropout=0.1, quant='auto', train=dict(lr=1e-4, epochs=1, batch_size=48, micro_batch=6, warmup_ratio=0.03,
-             weight_decay=0.0, shuffle=True),
+PAPER = dict(pool='jlpang888/DS2_50k', template='tulu', max_len=2048, k=0.6, methods=list(PAPER_METHODS), rounds=4,
+             first_reference='chunk0', seeds=[41, 42, 43], lora_r=64, lora_alpha=16, lora_dropout=0.1,
+             lora_targets=list(LORA_TARGETS), quant='auto', precision='bf16',
+             train=dict(lr=1e-4, epochs=1, batch_size=48, micro_batch='auto', warmup_ratio=0.03, weight_decay=0.0,
+                        max_grad_norm=None, shuffle=False, gradient_checkpointing='auto'),
              eval_tasks=['truthfulqa', 'tydiqa', 'logiqa', 'mmlu', 'hellaswag', 'arc_challenge', 'boolq'])
 PAPER_MODELS = {'llama-3.2-3b': 'meta-llama/Llama-3.2-3B', 'llama-3.1-8b': 'meta-llama/Llama-3.1-8B',
                 'mistral-7b-v0.3': 'mistralai/Mistral-7B-v0.3'}
 CPU_DEFAULT = dict(model='smollm2-135m-instruct', pool='default', pool_limit=120, warmup='default:warmup', warmup_limit=32,
-                   heldout=24, max_len=128, k=0.6, rounds=2, seeds=[42], lora_r=16, lora_alpha=32, lora_dropout=0.0, quant=None,
-                   train=dict(lr=5e-4, epochs=1, batch_size=8, micro_batch=8, warmup_ratio=0.03, save_every=4),
+                   heldout=24, max_len=128, k=0.6, rounds=2, seeds=[42], lora_r=16, lora_alpha=32, lora_dropout=0.0,
+                   quant=None, train=dict(lr=5e-4, epochs=1, batch_size=8, micro_batch=8, warmup_ratio=0.03, save_every=4),
                    score_max_tokens=2048, shard_size=32,
                    eval_tasks=['arc_challenge_offline', 'boolq_offline', 'hellaswag_offline'], eval_limit=10)
+
+# %% ../nbs/06a_config.ipynb #cd238f43
+def model_config(model):
+    "The `transformers` config of `model`: a config object, a built-in name, a local folder or a Hub id."
+    if hasattr(model, 'to_dict'): return model
+    from tokenclean.models import load_tokenizer, resolve_model, _tiny_config
+    if model == 'tiny-random': return _tiny_config(len(load_tokenizer(model)), 0)
+    from transformers import AutoConfig
+    try: return AutoConfig.from_pretrained(resolve_model(model))
+    except (OSError, ValueError) as e:
+        raise TokencleanError(f"no config for model {model!r} (offline? pass its config, e.g. LlamaConfig(...)): "
+                              f"{type(e).__name__}: {str(e)[:200]}") from e
+
+# %% ../nbs/06a_config.ipynb #1feb26f1
+def model_shape(config)->dict:
+    "Parameters (counted on the meta device), LoRA parameters at r=1, layers, hidden and vocab of a model config."
+    import torch
+    from transformers import AutoModelForCausalLM
+    config = model_config(config)
+    with torch.device('meta'): m = AutoModelForCausalLM.from_config(config)
+    emb = {id(p): p.numel() for mod in (m.get_input_embeddings(), m.get_output_embeddings()) if mod is not None
+           for p in mod.parameters()}
+    lin = [(n.split('.')[-1], mod) for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)]
+    targets = [mod for n, mod in lin if n in LORA_TARGETS] or [mod for n, mod in lin if mod is not m.get_output_embeddings()]
+    t = config.get_text_config() if hasattr(config, 'get_text_config') else config
+    return dict(model_type=config.model_type, params=sum(p.numel() for p in m.parameters()), embedding_params=sum(emb.values()),
+                lora_params_r1=sum(mod.in_features + mod.out_features for mod in targets), layers=t.num_hidden_layers,
+                hidden=t.hidden_size, vocab=t.vocab_size)
+
+# %% ../nbs/06a_config.ipynb #ace6ea3f
+_WEIGHT_BYTES = {None: 2.0, '8bit': 1.0, '4bit': 0.56}
+
+def train_memory_gb(shape:dict, max_len:int=2048, micro_batch:int=1, quant:str|None='4bit',
+                    checkpointing:bool=False, r:int=64, act_bytes:int=2)->float:
+    "Estimated peak GPU memory (GB) of masked LoRA training for a `model_shape`."
+    L, h, V, E = shape['layers'], shape['hidden'], shape['vocab'], shape['embedding_params']
+    w = (shape['params'] - E) * _WEIGHT_BYTES[quant] + E * 2
+    lora = shape['lora_params_r1'] * r * 16
+    tok = max_len * micro_batch
+    act = (tok * L * 2 * h + tok * 34 * h if checkpointing else tok * L * 34 * h) * act_bytes / 2
+    return (w + lora + act + 256 * V * 4 * 3) / 1e9 + 1.5
+
+# %% ../nbs/06a_config.ipynb #681fcbb2
+def _divisors(n:int, most:int=16)->list: return [d for d in range(min(n, most), 0, -1) if n % d == 0]
+
+def memory_plan(model, gpu_gb:float, # a config, name or `model_shape`; the memory budget in GB
+                max_len:int=2048, batch:int=48, r:int=64, act_bytes:int=2, headroom:float=0.9,
+                quants=(None, '4bit'), ckpts=(False, True), micro_batches=None, # the choices, in order of preference
+               )->dict:
+    "The first (quant, checkpointing, micro-batch) that fits `gpu_gb`, in order of least change to the paper."
+    s = model if isinstance(model, dict) else model_shape(model)
+    for quant in quants:
+        for ckpt in ckpts:
+            for mb in micro_batches or _divisors(batch):
+                gb = train_memory_gb(s, max_len, mb, quant, ckpt, r, act_bytes)
+                if gb <= headroom * gpu_gb:
+                    return dict(fits=True, quant=quant, gradient_checkpointing=ckpt, micro_batch=mb, grad_accum=-(-batch // mb),
+                                est_gb=round(gb, 1), gpu_gb=round(gpu_gb, 1), params_b=round(s['params'] / 1e9, 2))
+    return dict(fits=False, gpu_gb=round(gpu_gb, 1), params_b=round(s['params'] / 1e9, 2),
+                hint=f'lower max_len (now {max_len}) or use a larger GPU')
+
+# %% ../nbs/06a_config.ipynb #18b59e4c
+CPU_PRECISION = 'fp32'   # the CPU default of precision='auto'; measured in the training notebook
+
+def resolve_precision(precision:str, device:str)->str:
+    "'bf16', 'fp16' or 'fp32' for `precision` on `device`: bf16 where native, else fp16 (loss-scaled) on CUDA."
+    if str(device).startswith('cuda'):
+        import torch
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return ('bf16' if native else 'fp16') if precision in ('auto', 'bf16') else precision
+    if precision == 'auto': return CPU_PRECISION if device == 'cpu' else 'fp32'
+    return precision
+
+# %% ../nbs/06a_config.ipynb #c2d0e079
+def _gpu_gb(device:str)->float:
+    import torch
+    return torch.cuda.get_device_properties(torch.device(device).index or 0).total_memory / 2**30
+
+def plan_study(cfg:StudyConfig, config=None, # the model's config (default: loaded for `cfg.model`)
+              )->dict: # device, precision, quant, micro_batch, grad_accum, gradient_checkpointing, est_gb, changes
+    "Resolve the `auto` settings of `cfg` for its device and memory budget, listing every change from the paper."
+    dev, t = pick_device(cfg.device), {**asdict(TrainConfig()), **cfg.train}
+    prec, batch, changes = resolve_precision(cfg.precision, dev), t['batch_size'], []
+    if cfg.precision == 'bf16' and prec != 'bf16':
+        changes.append(f"departs from the paper: {prec} autocast with loss scaling, not bf16 (no native bf16 on this GPU)")
+    auto_q, auto_mb, auto_ck = cfg.quant == 'auto', t['micro_batch'] == 'auto', t['gradient_checkpointing'] == 'auto'
+    plan = dict(device=dev, precision=prec, quant=None if auto_q else cfg.quant, gpu_gb=None, est_gb=None,
+                micro_batch=_divisors(batch, 8)[0] if auto_mb else t['micro_batch'],
+                gradient_checkpointing=False if auto_ck else t['gradient_checkpointing'])
+    budget = cfg.gpu_gb or (_gpu_gb(dev) if dev.startswith('cuda') else None)
+    if budget and (auto_q or auto_mb or auto_ck):
+        mp = memory_plan(config or cfg.model, budget, cfg.max_len, batch, cfg.lora_r, 4 if prec == 'fp32' else 2,
+                         quants=(None, '4bit') if auto_q else (plan['quant'],),
+                         ckpts=(False, True) if auto_ck else (plan['gradient_checkpointing'],),
+                         micro_batches=None if auto_mb else [plan['micro_batch']])
+        if not mp['fits']: raise TokencleanError(f"{cfg.model} at max_len {cfg.max_len} does not fit {budget:.0f} GB even "
+                                                 f"with 4-bit, checkpointing and micro-batch 1: {mp['hint']}")
+        plan.update({k: mp[k] for k in ('quant', 'gradient_checkpointing', 'micro_batch', 'est_gb', 'gpu_gb')})
+        if auto_mb: changes.append(f"same results: micro-batch {mp['micro_batch']} x {mp['grad_accum']} accumulation "
+                                   f"steps = effective batch {batch}")
+        if auto_ck and mp['gradient_checkpointing']: changes.append('same results, ~30% slower: gradient checkpointing on')
+        if auto_q and mp['quant']: changes.append(f"departs from the paper: 4-bit NF4 base (QLoRA), not bf16 LoRA, "
+                                                  f"which does not fit {mp['gpu_gb']} GB")
+    plan['grad_accum'] = -(-batch // plan['micro_batch'])
+    return dict(plan, changes=changes)
+
+def format_plan(plan:dict)->str:
+    "The plan as the lines a study prints before training."
+    est = f", estimated {plan['est_gb']} of {plan['gpu_gb']} GB" if plan['est_gb'] else ''
+    head = (f"plan: {plan['device']}, {plan['precision']}, quant {plan['quant'] or 'none'}, micro-batch "
+            f"{plan['micro_batch']} x {plan['grad_accum']}, checkpointing {'on' if plan['gradient_checkpointing'] else 'off'}{est}")
+    return '\n'.join([head] + [f'  - {c}' for c in plan['changes']])
+
+# %% ../nbs/06a_config.ipynb #e900cabf
+GPU_TFLOPS = {'T4': 65, 'L4': 121, 'A10G': 125, 'L40S': 362, 'A100': 312, 'H100': 989}  # dense fp16/bf16 peak
+
+def stage_hours(params:float, tokens:float, flops_per_param:float, gpu:str='A100', mfu:float=0.4)->float:
+    "Estimated hours for `tokens` at `flops_per_param`·`params` FLOPs per token."
+    return tokens * flops_per_param * params / (GPU_TFLOPS[gpu] * 1e12 * mfu) / 3600
+
+def time_plan(model, pool_tokens:float=2.0e7, warmup_tokens:float=4.0e6, gpu:str='A100', rounds:int=4)->dict:
+    "Estimated hours per stage of the paper's study (one seed) for a model config, name or `model_shape`."
+    P = (model if isinstance(model, dict) else model_shape(model))['params']
+    h = lambda t, f: round(stage_hours(P, t, f, gpu), 2)
+    return {'warm-up reference': h(warmup_tokens, 4), 'score pool (base + reference)': h(pool_tokens, 4),
+            'train one method (full/random/rho/fixed)': h(pool_tokens, 4),
+            'self-evolving (train all chunks + score T chunks)': h(pool_tokens, 4) + h(pool_tokens * rounds / (rounds + 1), 2)}
 
 # %% ../nbs/06a_config.ipynb #c41d7bca
 def slug(s:str)->str:
     "A folder-safe version of a model or data name."
     return re.sub(r'[^A-Za-z0-9_.-]+', '_', str(s).split('/')[-1] if os.path.exists(str(s)) else str(s)).strip('_') or 'x'
 
-NOT_IN_KEY = ('methods', 'seeds', 'progress', 'out', 'device', 'score_max_tokens', 'shard_size')
+NOT_IN_KEY = ('methods', 'seeds', 'progress', 'out', 'device', 'score_max_tokens', 'shard_size', 'gpu_gb', 'on_bad_record')
 
-def config_key(cfg:StudyConfig)->str:
-    "A short hash of every setting that can change a trained model or its results."
-    return stable_hash({k: v for k, v in asdict(cfg).items() if k not in NOT_IN_KEY}, n=8)
+def config_key(cfg:StudyConfig, plan:dict|None=None)->str:
+    "A short hash of every setting that can change a trained model or its results (with the resolved `plan`)."
+    d = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_KEY}
+    if plan: d['resolved'] = {k: plan[k] for k in ('quant', 'precision')}
+    return stable_hash(d, n=8)
 
 def resolved_quant(cfg:StudyConfig)->str|None:
-    "'4bit' on CUDA when `quant='auto'`, else `cfg.quant`."
-    if cfg.quant != 'auto': return cfg.quant
-    return '4bit' if pick_device(cfg.device) == 'cuda' else None
+    "The quantisation `cfg` runs with (`quant='auto'` resolved by `plan_study`)."
+    return plan_study(cfg)['quant'] if cfg.quant == 'auto' else cfg.quant

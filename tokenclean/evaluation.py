@@ -334,18 +334,33 @@ def _eval_mode(model):
 
 # %% ../nbs/07_evaluation.ipynb #903da7fa
 def _metrics(res:dict)->dict:
-    "lm-eval's `{'acc,none': v, 'acc_stderr,none': s}` as `{'acc': v, 'acc_stderr': s}` (None for N/A)."
-    out = {}
-    for k, v in res.items():
-        if ',' not in k: continue
-        m = k.split(',')[0]
-        out[m] = None if v == 'N/A' else v
+    "lm-eval's own `metric,filter` keys (`'acc,none'`), plus the short `metric` key where only one filter has it."
+    out = {k: None if v == 'N/A' else v for k, v in res.items() if ',' in k}
+    short = Counter(k.split(',')[0] for k in out)
+    out.update({k.split(',')[0]: v for k, v in list(out.items()) if short[k.split(',')[0]] == 1})
     return out
 
 def _n_items(r:dict, task:str)->int:
     "Evaluated items of `task` (a group sums its subtasks)."
     if task in r.get('n-samples', {}): return r['n-samples'][task]['effective']
     return sum(_n_items(r, t) for t in r.get('group_subtasks', {}).get(task, []))
+
+# %% ../nbs/07_evaluation.ipynb #600bdd36
+def _tracker(out:str|Path|None, name:str):
+    "lm-eval's `EvaluationTracker` writing under `out/<name>/` (None without `out`)."
+    if out is None: return None
+    from lm_eval.loggers import EvaluationTracker
+    t = EvaluationTracker(output_path=str(out))
+    t.general_config_tracker.model_name = name
+    return t
+
+def _save_tracked(tracker, r:dict):
+    "Write lm-eval's own `results_<date>.json` and `samples_<task>_<date>.jsonl` files, as its CLI does."
+    g = tracker.general_config_tracker
+    g.model_name_sanitized = re.sub(r'[^\w.-]+', '__', str(g.model_name))   # simple_evaluate renames CUSTOM models
+    samples = r.get('samples') or {}
+    tracker.save_results_aggregated(results={k: v for k, v in r.items() if k != 'samples'}, samples=samples)
+    for task, ss in samples.items(): tracker.save_results_samples(task_name=task, samples=ss)
 
 # %% ../nbs/07_evaluation.ipynb #3b6206f0
 def _samples(r:dict, task:str)->list:
@@ -360,11 +375,12 @@ def _record_task(spec:dict, r:dict, shots:int)->dict:
                 **{k: spec[k] for k in ('source', 'online', 'n', 'seed', 'data_sha', 'max_context') if k in spec})
 
 # %% ../nbs/07_evaluation.ipynb #35f4f51e
-def _run_group(lm, specs:list, shots:int|None, tm, limit, seeds:dict, log_samples:bool, **kw)->tuple:
+def _run_group(lm, specs:list, shots:int|None, tm, limit, seeds:dict, log_samples:bool, tracker=None, **kw)->tuple:
     "One `simple_evaluate` call for tasks sharing a shot count: (results, record, samples) by our names, and the raw output."
     import lm_eval
     r = lm_eval.simple_evaluate(lm, tasks=[s['task'] for s in specs], num_fewshot=shots, limit=limit, task_manager=tm,
-                                log_samples=log_samples, **seeds, **kw)
+                                log_samples=log_samples or tracker is not None, evaluation_tracker=tracker, **seeds, **kw)
+    if tracker is not None: _save_tracked(tracker, r)
     res = {s['name']: _metrics(r['results'][s['task']]) for s in specs}
     rec = {s['name']: _record_task(s, r, shots if shots is not None else r.get('n-shot', {}).get(s['task'], 0)) for s in specs}
     smp = {s['name']: _samples(r, s['task']) for s in specs} if log_samples else {}
@@ -377,6 +393,7 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
              batch_size:int|str|None=None, seed:int|None=None, # None: 'auto' on CUDA, 1 elsewhere; seed (None: CLI's)
              num_fewshot:int|None=None, # None: each task's own (MMLU 5); an int overrides all
              log_samples:bool=False, meta:dict|None=None, # keep per-item outputs; extra keys (method, data, seed...)
+             output_path:str|Path|None=None, # folder for lm-eval's own result and sample files (`EvaluationTracker`)
             )->dict: # {'results': {task: {metric: value, metric_stderr: se}}, 'record': {...}, 'samples'?}
     "Evaluate `model` on `tasks` with lm-eval, in-process."
     import torch
@@ -387,8 +404,9 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
     for s in specs: groups[num_fewshot if num_fewshot is not None else s['num_fewshot']].append(s)
     with _eval_mode(model), torch.no_grad():
         lm = model if isinstance(model, LM) else HFLM(pretrained=model, tokenizer=tok, batch_size=bs)
+        tm, tracker = _task_manager(specs), _tracker(output_path, (meta or {}).get('method', 'model'))   # one TaskManager
         for shots, ss in groups.items():
-            res, rec, smp, r = _run_group(lm, ss, shots, _task_manager(specs), limit, _seeds(seed), log_samples)
+            res, rec, smp, r = _run_group(lm, ss, shots, tm, limit, _seeds(seed), log_samples, tracker)
             out['results'].update(res); out['record']['tasks'].update(rec); out['samples'].update(smp)
     out['record'].update(_run_record(model, tok, r, limit, bs, _seeds(seed), meta))
     if not log_samples: del out['samples']

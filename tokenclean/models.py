@@ -4,14 +4,15 @@
 
 # %% ../nbs/01_models.ipynb #710a824f
 from __future__ import annotations
-import contextlib, importlib.util, os, shutil, warnings
+import contextlib, functools, importlib.util, os, shutil, warnings
 from pathlib import Path
 import torch
 from .core import *
 
 # %% auto #0
-__all__ = ['PACKAGED', 'BUILTIN', 'LORA_TARGETS', 'packaged_model', 'resolve_model', 'pick_device', 'pick_dtype',
-           'load_tokenizer', 'bnb_config', 'load_model', 'fingerprint', 'add_lora', 'adapter_off']
+__all__ = ['PACKAGED', 'BUILTIN', 'LORA_TARGETS', 'packaged_model', 'resolve_model', 'pick_device', 'pick_dtype', 'autocast',
+           'accelerator', 'processes', 'is_main', 'barrier', 'load_tokenizer', 'bnb_config', 'load_model',
+           'fingerprint', 'add_lora', 'adapter_off']
 
 # %% ../nbs/01_models.ipynb #75d2296d
 PACKAGED = {
@@ -70,17 +71,44 @@ def resolve_model(spec:str)->str:
 
 # %% ../nbs/01_models.ipynb #81d22a1d
 def pick_device(device:str|None=None)->str:
-    "`device` if given, else 'cuda', 'mps' or 'cpu', whichever is available first."
+    "`device` if given, else 'cuda' (this process's GPU when launched on several), 'mps' or 'cpu'."
     if device: return device
-    if torch.cuda.is_available(): return 'cuda'
+    if torch.cuda.is_available():
+        return f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if int(os.environ.get('WORLD_SIZE', 1)) > 1 else 'cuda'
     if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return 'mps'
     return 'cpu'
 
 def pick_dtype(device:str, dtype:str|None=None)->torch.dtype:
-    "`dtype` if given, else bf16 on GPUs that support it, fp32 otherwise."
+    "`dtype` if given, else bf16 on GPUs with native bf16, fp16 on other GPUs, fp32 elsewhere."
     if dtype: return getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    if device == 'cuda' and torch.cuda.is_bf16_supported(): return torch.bfloat16
+    if str(device).startswith('cuda'):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return torch.float32
+
+def autocast(device, precision:str='fp32'):
+    "Mixed-precision context for 'bf16' or 'fp16' on `device`; no-op for 'fp32'."
+    if precision == 'fp32': return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16 if precision == 'bf16' else torch.float16)
+
+# %% ../nbs/01_models.ipynb #2cf65eee
+@functools.cache
+def accelerator():
+    "The study's `accelerate.Accelerator` (one per process), its process group waiting up to 12 hours."
+    from datetime import timedelta
+    from accelerate import Accelerator, InitProcessGroupKwargs
+    return Accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
+
+def processes()->tuple:
+    "(rank, number of processes) of this process; (0, 1) when not launched on several."
+    if int(os.environ.get('WORLD_SIZE', 1)) <= 1: return 0, 1
+    a = accelerator()
+    return a.process_index, a.num_processes
+
+def is_main()->bool: return processes()[0] == 0
+
+def barrier():
+    "Wait for every process (no-op in a single process)."
+    if processes()[1] > 1: accelerator().wait_for_everyone()
 
 # %% ../nbs/01_models.ipynb #6e582c0e
 def _hub_error(spec:str, e:Exception):

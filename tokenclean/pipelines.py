@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_pipelines.ipynb #beb625d9
 from __future__ import annotations
-import json, time
+import inspect, json, time
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
@@ -12,7 +12,7 @@ import numpy as np, torch
 from . import __version__
 from .core import *
 from .config import *
-from .models import load_model, load_tokenizer, add_lora, fingerprint
+from .models import load_model, load_tokenizer, add_lora, fingerprint, processes, is_main, barrier
 from .data import load_pool, tokenize_pool, TokenizedPool
 from .scoring import token_losses, join_scores, save_scores, Scores
 from .selection import select, apply_selection, summarise, format_summary, save_selection
@@ -21,18 +21,27 @@ from .training import TrainConfig, train
 # %% auto #0
 __all__ = ['METHOD_RULE', 'Study', 'base_model', 'new_adapter', 'with_adapter', 'train_config', 'reference_dir',
            'warmup_reference', 'score_pool', 'train_method', 'chunks', 'self_evolving', 'heldout_loss', 'finish_run',
-           'export_cleaned', 'reference_result', 'run_study']
+           'export_cleaned', 'reference_result', 'base_result', 'run_study']
 
 # %% ../nbs/06_pipelines.ipynb #7e110022
 class Study:
-    "The shared state of a study: config, tokenizer, tokenized data, folders."
+    "The shared state of a study: config, resolved plan, tokenizer, tokenized data, folders."
     def __init__(self, cfg:StudyConfig): self.cfg = cfg
+    @cached_property
+    def plan(self)->dict:
+        "The `auto` settings resolved for this machine (`plan_study`), printed with every change from the paper."
+        p = plan_study(self.cfg)
+        if p['changes'] and is_main(): print(format_plan(p))
+        return p
     @cached_property
     def tok(self): return load_tokenizer(self.cfg.model)
     def _tokenize(self, samples): return tokenize_pool(self.tok, samples, self.cfg.max_len, self.cfg.template, verbose=self.cfg.progress)
+    def _load(self, spec:str, limit:int|None)->list:
+        kw = dict(on_bad_record=self.cfg.on_bad_record) if 'on_bad_record' in inspect.signature(load_pool).parameters else {}
+        return load_pool(spec, limit=limit, **kw)
     @cached_property
     def _split(self):
-        ss = load_pool(self.cfg.pool, limit=self.cfg.pool_limit)
+        ss = self._load(self.cfg.pool, self.cfg.pool_limit)
         held = set(sorted((s['id'] for s in ss), key=stable_hash)[:self.cfg.heldout])
         return [s for s in ss if s['id'] not in held], [s for s in ss if s['id'] in held]
     @cached_property
@@ -40,7 +49,7 @@ class Study:
     @cached_property
     def heldout(self)->TokenizedPool: return self._tokenize(self._split[1])
     @cached_property
-    def warmup(self)->TokenizedPool: return self._tokenize(load_pool(self.cfg.warmup, limit=self.cfg.warmup_limit))
+    def warmup(self)->TokenizedPool: return self._tokenize(self._load(self.cfg.warmup, self.cfg.warmup_limit))
     @cached_property
     def model_fp(self)->str: return fingerprint(base_model(self))
     @cached_property
@@ -48,35 +57,50 @@ class Study:
         return Path(self.cfg.out)/slug(self.cfg.model)/f'{slug(self.cfg.pool)}-{stable_hash(self.pool.key, self.model_fp, n=10)}'
     def path(self, *parts)->Path: return self.root.joinpath(*map(str, parts))
     def run_dir(self, method:str, seed:int)->Path:
-        return self.path(f"{method}-k{self.cfg.k if method != 'full' else 1.0}-s{seed}-{config_key(self.cfg)}")
+        k = 1.0 if method in ('full', 'self_evolving_control') else self.cfg.k
+        return self.path(f"{method}-k{k}-s{seed}-{config_key(self.cfg, self.plan)}")
 
 # %% ../nbs/06_pipelines.ipynb #6ab69648
 def base_model(st:Study, seed:int=0):
     "A fresh copy of the study's base model."
     c = st.cfg
-    return load_model(c.model, device=c.device, dtype=c.dtype, quant=resolved_quant(c), seed=seed)
+    return load_model(c.model, device=c.device, dtype=c.dtype, quant=st.plan['quant'], seed=seed)
 
 def new_adapter(st:Study):
     "The base model with a fresh trainable LoRA adapter."
-    return add_lora(base_model(st), st.cfg.lora_r, st.cfg.lora_alpha, st.cfg.lora_dropout)
+    return add_lora(base_model(st), st.cfg.lora_r, st.cfg.lora_alpha, st.cfg.lora_dropout, st.cfg.lora_targets)
 
 def with_adapter(st:Study, path:str|Path, trainable:bool=False):
     "The base model with the saved LoRA adapter at `path`."
     from peft import PeftModel
     return PeftModel.from_pretrained(base_model(st), str(path), is_trainable=trainable)
 
-def train_config(st:Study, seed:int)->TrainConfig: return TrainConfig(**{**st.cfg.train, 'seed': seed})
+def train_config(st:Study, seed:int)->TrainConfig:
+    "The study's `TrainConfig` for `seed`, with the plan's micro-batch, checkpointing and precision."
+    p = st.plan
+    return TrainConfig(**{**st.cfg.train, 'seed': seed, 'micro_batch': p['micro_batch'], 'precision': p['precision'],
+                          'gradient_checkpointing': p['gradient_checkpointing']})
+
+def _accounts(st:Study)->dict:
+    "The data account (`TokenizedPool.account`) of every pool tokenized so far."
+    return {n: getattr(st.__dict__[n], 'account', None) for n in ('pool', 'heldout', 'warmup') if n in st.__dict__}
 
 def _save_config(st:Study, d:Path, **extra)->Path:
-    "Write the resolved config (and provenance `extra`) into folder `d`."
-    return save_json(dict(config=asdict(st.cfg), quant=resolved_quant(st.cfg), pool_key=st.pool.key, model_fingerprint=st.model_fp,
-                          config_key=config_key(st.cfg), tokenclean_version=__version__, **extra), Path(d)/'config.json')
+    "Write the resolved config, plan, data accounts (and provenance `extra`) into folder `d`, on the main process."
+    p = Path(d)/'config.json'
+    if is_main():
+        save_json(dict(config=asdict(st.cfg), plan=st.plan, quant=st.plan['quant'], pool_key=st.pool.key,
+                       model_fingerprint=st.model_fp, config_key=config_key(st.cfg, st.plan), data_account=_accounts(st),
+                       tokenclean_version=__version__, **extra), p)
+    return p
 
 # %% ../nbs/06_pipelines.ipynb #eccffc83
 def reference_dir(st:Study)->Path:
     "Folder of the warm-up reference, keyed by its data and its training and LoRA settings."
-    c = st.cfg
-    return st.path(f'reference-s{c.reference_seed}-{stable_hash(st.warmup.key, c.train, c.lora_r, c.lora_alpha, c.lora_dropout, resolved_quant(c), c.dtype, n=8)}')
+    c, p = st.cfg, st.plan
+    key = stable_hash(st.warmup.key, c.train, c.lora_r, c.lora_alpha, c.lora_dropout, p['quant'], c.dtype,
+                      *([p['precision']] if p['precision'] != 'fp32' else []), *([c.lora_targets] if c.lora_targets else []), n=8)
+    return st.path(f'reference-s{c.reference_seed}-{key}')
 
 def warmup_reference(st:Study)->Path:
     "Train (or reuse) the warm-up reference adapter; returns its folder."
@@ -89,9 +113,10 @@ def warmup_reference(st:Study)->Path:
 
 # %% ../nbs/06_pipelines.ipynb #076c0f9c
 def _losses(st:Study, model, tp:TokenizedPool, adapter:bool, desc:str):
-    c = st.cfg
+    c, (rank, world) = st.cfg, processes()
     return token_losses(model, tp, st.path('cache'), adapter=adapter, pad_id=st.tok.pad_token_id, shard_size=c.shard_size,
-                        max_tokens=c.score_max_tokens, progress=c.progress, desc=desc)
+                        max_tokens=c.score_max_tokens, progress=c.progress and is_main(), desc=desc, rank=rank, world=world,
+                        precision=st.plan['precision'])
 
 def score_pool(st:Study)->Scores:
     "Scores of the pool under (base, warm-up reference), computed or read from cache."
@@ -100,7 +125,9 @@ def score_pool(st:Study)->Scores:
     ref_store = _losses(st, ref, st.pool, adapter=True, desc='score: reference')
     sc = join_scores(st.pool, base_store.read(), ref_store.read())
     p = st.path('scores', f'scores-{stable_hash(base_store.path.name, ref_store.path.name, n=10)}.parquet')
-    if not p.exists(): save_scores(sc, p); _save_config(st, p.parent, base_losses=base_store.path.name, ref_losses=ref_store.path.name)
+    if not p.exists() and is_main():
+        save_scores(sc, p); _save_config(st, p.parent, base_losses=base_store.path.name, ref_losses=ref_store.path.name)
+    barrier()
     return sc
 
 # %% ../nbs/06_pipelines.ipynb #dfd3d63a
@@ -111,9 +138,10 @@ def train_method(st:Study, method:str, seed:int, sc:Scores)->dict:
     d = st.run_dir(method, seed)
     if (d/'results.json').exists(): return load_json(d/'results.json')
     _save_config(st, d, method=method, seed=seed)
-    sel = select(sc, METHOD_RULE[method], st.cfg.k, seed)
-    save_selection(sel, d/'selection'); summ = summarise(sel)
-    if st.cfg.progress: print(format_summary(summ))
+    sel = select(sc, METHOD_RULE[method], st.cfg.k, seed); summ = summarise(sel)
+    if is_main():
+        save_selection(sel, d/'selection')
+        if st.cfg.progress: print(format_summary(summ))
     rows = apply_selection(sel, [st.pool[i] for i in range(len(st.pool))])
     m = new_adapter(st)
     h = train(m, rows, train_config(st, seed), st.tok.pad_token_id, out=d, progress=st.cfg.progress, desc=f'train: {method}')
@@ -128,19 +156,33 @@ def chunks(n:int, parts:int)->list:
     b = np.linspace(0, n, parts + 1).round().astype(int)
     return [list(range(b[i], b[i + 1])) for i in range(parts)]
 
-def _resume_rounds(st:Study, d:Path)->tuple:
+def _start(st:Study, control:bool):
+    "The model a self-evolving chain starts from: a fresh adapter, or the warm-up reference's (`first_reference`)."
+    if st.cfg.first_reference == 'warmup' and not control: return with_adapter(st, warmup_reference(st), trainable=True)
+    return new_adapter(st)
+
+def _resume_rounds(st:Study, d:Path, control:bool=False)->tuple:
     "(model, finished round records) for a self-evolving run folder."
     done = []
     while (d/f'round-{len(done)}'/'round.json').exists(): done.append(load_json(d/f'round-{len(done)}'/'round.json'))
-    m = with_adapter(st, d/f'round-{len(done) - 1}'/'adapter', trainable=True) if done else new_adapter(st)
+    m = with_adapter(st, d/f'round-{len(done) - 1}'/'adapter', trainable=True) if done else _start(st, control)
     return m, done
 
 # %% ../nbs/06_pipelines.ipynb #dc49a0af
-def _round(st:Study, m, t:int, idx:list, base:dict|None, seed:int, d:Path)->dict:
-    "Run self-evolving round `t` on pool rows `idx`; save the adapter; return its record."
+def _all_tokens(tp:TokenizedPool)->dict:
+    "Zero 'losses' at every trained position of `tp`: enough for a 'full' selection, with no forward pass."
+    out = {}
+    for r in tp.rows:
+        pos = (np.nonzero(r['labels'][1:] != -100)[0] + 1).astype(np.int32)
+        out[r['id']] = (pos, r['input_ids'][pos].astype(np.int32), np.zeros(len(pos), np.float32))
+    return out
+
+def _round(st:Study, m, t:int, idx:list, base:dict|None, seed:int, d:Path, clean:bool=True)->dict:
+    "Run self-evolving round `t` on pool rows `idx` (all tokens unless `clean`); save the adapter; return its record."
     part = st.pool.subset(idx, name=f'chunk-{t}')
     rec = dict(round=t, chunk=[idx[0], idx[-1] + 1], n_samples=len(idx))
-    if t == 0: sel = select(join_scores(part, base, base), 'full')       # all tokens
+    if not clean or (t == 0 and st.cfg.first_reference == 'chunk0'):
+        sel = select(join_scores(part, _all_tokens(part), _all_tokens(part)), 'full')
     else:
         ref = _losses(st, m, part, adapter=True, desc=f'round {t}: reference')
         rec['reference_fp'] = load_json(ref.path/'meta.json')['model']
@@ -149,21 +191,23 @@ def _round(st:Study, m, t:int, idx:list, base:dict|None, seed:int, d:Path)->dict
     h = train(m, apply_selection(sel, part.rows), train_config(st, seed + t), st.tok.pad_token_id, out=d/f'round-{t}',
               progress=st.cfg.progress, desc=f'round {t}: train')
     rec.update(trained_tokens=h['trained_tokens'], final_loss=_last(h['history']), model_fp=fingerprint(m))
-    save_json(rec, d/f'round-{t}'/'round.json')
+    if is_main(): save_json(rec, d/f'round-{t}'/'round.json')
+    barrier()
     return rec
 
-def self_evolving(st:Study, seed:int)->dict:
-    "Self-evolving cleaning over `rounds + 1` chunks of the pool; cached in the run folder."
-    d = st.run_dir('self_evolving', seed)
+def self_evolving(st:Study, seed:int, control:bool=False)->dict:
+    "Self-evolving cleaning over `rounds + 1` chunks of the pool (every token kept if `control`); cached in the run folder."
+    method = 'self_evolving_control' if control else 'self_evolving'
+    d = st.run_dir(method, seed)
     if (d/'results.json').exists(): return load_json(d/'results.json')
-    _save_config(st, d, method='self_evolving', seed=seed)
-    base = _losses(st, base_model(st), st.pool, adapter=False, desc='score: base').read()  # shared, cached by fingerprint
-    m, recs = _resume_rounds(st, d)
+    _save_config(st, d, method=method, seed=seed)
+    base = None if control else _losses(st, base_model(st), st.pool, adapter=False, desc='score: base').read()  # cached
+    m, recs = _resume_rounds(st, d, control)
     for t, idx in enumerate(chunks(len(st.pool), st.cfg.rounds + 1)):
         if t < len(recs): continue
-        recs.append(_round(st, m, t, idx, base, seed, d))
-    m.save_pretrained(d/'adapter')
-    return finish_run(st, d, m, 'self_evolving', seed, dict(rounds=recs, trained_tokens=sum(r['trained_tokens'] for r in recs)))
+        recs.append(_round(st, m, t, idx, base, seed, d, clean=not control))
+    if is_main(): m.save_pretrained(d/'adapter')
+    return finish_run(st, d, m, method, seed, dict(rounds=recs, trained_tokens=sum(r['trained_tokens'] for r in recs)))
 
 # %% ../nbs/06_pipelines.ipynb #0d052de2
 def heldout_loss(st:Study, m)->float|None:
@@ -173,15 +217,17 @@ def heldout_loss(st:Study, m)->float|None:
     return float(np.mean(np.concatenate([v[2] for v in store.read().values()])))
 
 def finish_run(st:Study, d:Path, m, method:str, seed:int, extra:dict)->dict:
-    "Evaluate `m`, write `results.json` in `d`, return the result."
-    res = dict(model=st.cfg.model, method=method, seed=seed, k=st.cfg.k if method != 'full' else 1.0, data=st.cfg.pool,
-               pool_key=st.pool.key, heldout_loss=heldout_loss(st, m), **extra)
-    if st.cfg.eval_tasks:
-        from tokenclean.evaluation import evaluate
-        res['benchmarks'] = evaluate(m, st.tok, st.cfg.eval_tasks, limit=st.cfg.eval_limit, seed=seed,
-                                     meta=dict(method=method, data=st.cfg.pool, seed=seed, pool_key=st.pool.key))
-    save_json(res, d/'results.json')
-    return res
+    "Evaluate `m`, write `results.json` in `d` (on the main process), return the result."
+    res = dict(model=st.cfg.model, method=method, seed=seed, k=st.cfg.k if method not in ('full', 'self_evolving_control') else 1.0,
+               data=st.cfg.pool, pool_key=st.pool.key, heldout_loss=heldout_loss(st, m), **extra)
+    if is_main():
+        if st.cfg.eval_tasks:
+            from tokenclean.evaluation import evaluate
+            res['benchmarks'] = evaluate(m, st.tok, st.cfg.eval_tasks, limit=st.cfg.eval_limit, seed=seed, output_path=d/'lm_eval',
+                                         meta=dict(method=method, data=st.cfg.pool, seed=seed, pool_key=st.pool.key))
+        save_json(res, d/'results.json')
+    barrier()
+    return load_json(d/'results.json')
 
 # %% ../nbs/06_pipelines.ipynb #99f08615
 def export_cleaned(rows:list, path:str|Path)->Path:
@@ -200,12 +246,22 @@ def reference_result(st:Study)->dict:
     if (d/'results.json').exists(): return load_json(d/'results.json')
     return finish_run(st, d, with_adapter(st, ad), 'reference', st.cfg.reference_seed, dict(trained_tokens=load_json(d/'train.json')['trained_tokens']))
 
+def base_result(st:Study)->dict:
+    "Results of the untrained base model, cached in the study's `base-<key>` folder."
+    d = st.path(f"base-{stable_hash(st.plan['quant'], st.plan['precision'], st.cfg.dtype, n=8)}")
+    if (d/'results.json').exists(): return load_json(d/'results.json')
+    _save_config(st, d, method='base')
+    return finish_run(st, d, base_model(st), 'base', 0, dict(trained_tokens=0))
+
+def _run(st:Study, method:str, seed:int, sc:Scores|None)->dict:
+    if method.startswith('self_evolving'): return self_evolving(st, seed, control=method == 'self_evolving_control')
+    return train_method(st, method, seed, sc)
+
 def run_study(cfg:StudyConfig)->list:
     "Run (or resume) every stage of the study `cfg`; returns the result of every run."
     st = Study(cfg); results = [reference_result(st)]
-    sc = score_pool(st) if set(cfg.methods) - {'self_evolving'} else None
-    for seed in cfg.seeds:
-        for method in cfg.methods:
-            results.append(self_evolving(st, seed) if method == 'self_evolving' else train_method(st, method, seed, sc))
-    save_json(results, st.path('results.json'))
+    sc = score_pool(st) if set(cfg.methods) & set(METHOD_RULE) else None
+    results += [_run(st, method, seed, sc) for seed in cfg.seeds for method in cfg.methods]
+    if is_main(): save_json(results, st.path('results.json'))
+    barrier()
     return results

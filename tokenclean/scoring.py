@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from .core import *
-from .models import adapter_off, fingerprint
+from .models import adapter_off, fingerprint, autocast
 
 # %% auto #0
-__all__ = ['lm_parts', 'token_nll', 'collate', 'length_batches', 'padding_waste', 'LossStore', 'token_losses', 'Scores',
-           'join_scores', 'save_scores', 'load_scores']
+__all__ = ['lm_parts', 'token_nll', 'collate', 'length_batches', 'padding_waste', 'LossStore', 'check_token_nll', 'token_losses',
+           'Scores', 'join_scores', 'save_scores', 'load_scores']
 
 # %% ../nbs/03_scoring.ipynb #2d809e02
 def lm_parts(model)->tuple:
@@ -87,6 +87,23 @@ class LossStore:
                 out[r['id']] = (np.asarray(r['pos'], np.int32), np.asarray(r['token'], np.int32), np.asarray(r['loss'], np.float32))
         return out
 
+# %% ../nbs/03_scoring.ipynb #cd667062
+def check_token_nll(model, batch:dict, precision:str='fp32', # a padded batch with labels; the autocast precision
+                    rtol:float|None=None)->float: # tolerance; default 1e-4 in fp32, 2e-2 in bf16/fp16
+    "Stop if `token_nll` disagrees with the model's own `outputs.loss` on `batch`; return the relative difference."
+    rtol = rtol or (1e-4 if precision == 'fp32' else 2e-2)
+    with torch.no_grad(), autocast(model.device, precision):
+        ours, theirs = token_nll(model, **batch).float(), model(**batch).loss
+    if not len(ours): return 0.0
+    diff = abs(ours.mean().item() - theirs.float().item()) / max(abs(theirs.float().item()), 1e-6)
+    if not diff <= rtol:
+        name = type(model.get_base_model() if hasattr(model, 'get_base_model') else model).__name__
+        raise TokencleanError(f"{name}: tokenclean's per-token loss ({ours.mean().item():.5f}) differs from the model's own "
+                              f"loss ({theirs.item():.5f}) by {diff:.1%}: the model transforms its logits inside forward() "
+                              "(e.g. Granite's logits_scaling, Cohere's logit_scale), which token_nll does not apply; "
+                              "such a model cannot be scored yet")
+    return diff
+
 # %% ../nbs/03_scoring.ipynb #56d4c447
 def _check_finite(loss:torch.Tensor, rows:list, counts:list):
     "Raise naming the first sample whose loss is NaN or infinite."
@@ -96,12 +113,12 @@ def _check_finite(loss:torch.Tensor, rows:list, counts:list):
     raise TokencleanError(f"sample {r['id']}: non-finite token loss ({loss[bad].item()}) at a response token; "
                           "check the model's dtype (fp16 overflows) and the data")
 
-def _shard_losses(model, rows:list, pad_id:int, max_tokens:int, bar=None)->list:
+def _shard_losses(model, rows:list, pad_id:int, max_tokens:int, bar=None, precision:str='fp32')->list:
     "Loss records for `rows`, batched by length."
     recs = [None] * len(rows)
     for b in length_batches([len(r['input_ids']) for r in rows], max_tokens):
         batch = {k: v.to(model.device) for k, v in collate([rows[i] for i in b], pad_id).items()}
-        with torch.no_grad(): loss = token_nll(model, **batch).cpu()
+        with torch.no_grad(), autocast(model.device, precision): loss = token_nll(model, **batch).cpu()
         counts = [int((rows[i]['labels'][1:] != -100).sum()) for i in b]
         _check_finite(loss, [rows[i] for i in b], counts)
         for i, part in zip(b, torch.split(loss, counts)):
@@ -117,10 +134,12 @@ def token_losses(model, tp, # a model (or `PeftModel`) and a `TokenizedPool`
                  pad_id:int=0, shard_size:int=256, max_tokens:int=8192,
                  progress:bool=True, desc:str='losses',
                  rank:int=0, world:int=1, # this process's rank and the process count (multi-process scoring)
+                 precision:str='fp32', # autocast: 'fp32', 'bf16' or 'fp16'
+                 check:bool=True, # compare `token_nll` with the model's own loss on one batch first
                 )->LossStore:
     "Compute (or resume, or reuse) the per-token losses of `model` on `tp`."
     from tqdm.auto import tqdm
-    key = stable_hash(tp.key, fingerprint(model, adapter))
+    key = stable_hash(tp.key, fingerprint(model, adapter), *([precision] if precision != 'fp32' else []))
     store = LossStore(Path(root)/f'losses-{key}')
     if store.done: return store
     shards = [list(range(i, min(i + shard_size, len(tp)))) for i in range(0, len(tp), shard_size)]
@@ -130,15 +149,24 @@ def token_losses(model, tp, # a model (or `PeftModel`) and a `TokenizedPool`
     was_training = model.training; model.eval()            # no dropout while scoring
     try:
         with adapter_off(model) if not adapter else contextlib.nullcontext():
-            for s in todo: store.write_shard(s, _shard_losses(model, [tp[i] for i in shards[s]], pad_id, max_tokens, bar))
+            if check and todo: check_token_nll(model, _probe(tp, shards[todo[0]], pad_id, model.device), precision)
+            for s in todo:
+                store.write_shard(s, _shard_losses(model, [tp[i] for i in shards[s]], pad_id, max_tokens, bar, precision))
     finally: model.train(was_training)
     bar.close()
     _barrier(world)
     if rank != 0 or not all(store.shard(s).exists() for s in range(len(shards))): _barrier(world); return store
     save_json(dict(key=key, pool_key=tp.key, model=fingerprint(model, adapter), adapter=adapter, n_samples=len(tp),
-                   n_shards=len(shards), shard_size=shard_size, max_len=tp.max_len, template=tp.template), store.path/'meta.json')
+                   n_shards=len(shards), shard_size=shard_size, max_len=tp.max_len, template=tp.template,
+                   precision=precision), store.path/'meta.json')
     _barrier(world)
     return store
+
+def _probe(tp, idx:list, pad_id:int, device, n:int=2, cut:int=512)->dict:
+    "A small batch for `check_token_nll`: the `n` shortest samples of `idx` with a trained token, cut to `cut` tokens."
+    rows = [dict(r, input_ids=r['input_ids'][:cut], labels=r['labels'][:cut]) for r in (tp[i] for i in idx)]
+    rows = sorted((r for r in rows if (r['labels'][1:] != -100).any()), key=lambda r: len(r['input_ids']))[:n]
+    return {k: v.to(device) for k, v in collate(rows or [tp[idx[0]]], pad_id).items()}
 
 def _barrier(world:int):
     "Wait for all processes when running under `torch.distributed`."

@@ -4,11 +4,12 @@
 
 # %% ../nbs/05_training.ipynb #c9eda55f
 from __future__ import annotations
-import math, os, random
-from dataclasses import dataclass, asdict, field
+import contextlib, math
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, torch
 from .core import *
+from .models import autocast, accelerator, processes, is_main, barrier
 from .scoring import token_nll, collate
 
 # %% auto #0
@@ -21,14 +22,15 @@ class TrainConfig:
     lr:float=1e-4               # AdamW learning rate
     epochs:int=1                # passes over the data
     batch_size:int=48           # effective batch (samples per optimizer step)
-    micro_batch:int=8           # samples per forward pass (gradient accumulation)
+    micro_batch:int|str=8       # samples per forward pass (gradient accumulation); 'auto': the study's memory plan
     warmup_ratio:float=0.03     # share of steps of linear warm-up
     weight_decay:float=0.0
     max_grad_norm:float|None=None # gradient clipping (None: off, as in the paper)
     shuffle:bool=True           # the paper did not shuffle: set False to reproduce it
     seed:int=42
     save_every:int=50           # steps between resumable checkpoints (0: never)
-    gradient_checkpointing:bool=False # recompute activations in the backward pass (less memory, ~30% slower)
+    gradient_checkpointing:bool|str=False # recompute activations in the backward pass (less memory, ~30% slower)
+    precision:str='fp32'        # autocast: 'fp32', 'bf16' or 'fp16' (with gradient scaling)
 
 # %% ../nbs/05_training.ipynb #aec884a0
 def batch_plan(n:int, cfg:TrainConfig)->list:
@@ -49,20 +51,43 @@ def n_trained(rows:list, idxs:list)->int:
     return int(sum((rows[i]['labels'][1:] != -100).sum() for i in idxs))
 
 # %% ../nbs/05_training.ipynb #a6076cb8
-def train_step(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, stats:dict)->float|None:
+class _NLL(torch.nn.Module):
+    "`token_nll` as a module, so a data-parallel wrapper sees (and syncs) its forward and backward."
+    def __init__(self, model): super().__init__(); self.model = model
+    def forward(self, **batch): return token_nll(self.model, **batch)
+
+def _my_micro_batches(rows:list, idxs:list, size:int, rank:int, world:int)->list:
+    "This process's micro-batches of a step: all of them, or an equal share (padded with `[]`) of several processes."
+    mbs = micro_batches(rows, idxs, size)
+    return mbs if world == 1 else (mbs + [[]] * (-len(mbs) % world))[rank::world]
+
+def train_step(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, stats:dict,
+               fwd=None, scaler=None, # the data-parallel wrapper (several processes), fp16's `GradScaler`
+              )->float|None:
     "Accumulate gradients over `idxs`; the step's mean kept-token loss, or None if nothing is kept."
     total = n_trained(rows, idxs)
     if total == 0: stats['skipped_steps'] += 1; return None
-    loss_sum = 0.0
-    for mb in micro_batches(rows, idxs, cfg.micro_batch):
-        if n_trained(rows, mb) == 0: stats['skipped_micro_batches'] += 1; continue
-        b = {k: v.to(model.device) for k, v in collate([rows[i] for i in mb], pad_id).items()}
-        nll = token_nll(model, **b)
-        if not torch.isfinite(nll).all():
-            raise TokencleanError(f"non-finite training loss in a batch of samples {[rows[i]['id'] for i in mb]}")
-        (nll.sum() / total).backward(); loss_sum += nll.sum().item()
+    rank, world = processes() if fwd is not None else (0, 1)
+    loss_sum, mine = 0.0, _my_micro_batches(rows, idxs, cfg.micro_batch, rank, world)
+    for j, mb in enumerate(mine):
+        if n_trained(rows, mb) == 0:
+            stats['skipped_micro_batches'] += 1
+            if world == 1: continue
+        part = [rows[i] for i in mb] or [dict(rows[idxs[0]], labels=np.full_like(rows[idxs[0]]['labels'], -100))]
+        b = {k: v.to(model.device) for k, v in collate(part, pad_id).items()}
+        with fwd.no_sync() if fwd is not None and j < len(mine) - 1 else contextlib.nullcontext():
+            with autocast(model.device, cfg.precision): nll = (fwd or _NLL(model))(**b)
+            if not torch.isfinite(nll).all():
+                raise TokencleanError(f"non-finite training loss in a batch of samples {[r['id'] for r in part]}")
+            loss = nll.sum() / total * world            # data parallel averages the gradients of the processes
+            (scaler.scale(loss) if scaler else loss).backward()
+        loss_sum += nll.sum().item()
     stats['trained_tokens'] += total
-    return loss_sum / total
+    return _sum_over_processes(loss_sum, world) / total
+
+def _sum_over_processes(x:float, world:int)->float:
+    if world == 1: return x
+    return accelerator().reduce(torch.tensor([x], dtype=torch.float64, device=accelerator().device), 'sum').item()
 
 # %% ../nbs/05_training.ipynb #e576e104
 def _trainable(model)->dict: return {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -91,33 +116,45 @@ def _checkpointing(model):
     if hasattr(model, 'enable_input_require_grads'): model.enable_input_require_grads()
 
 # %% ../nbs/05_training.ipynb #6e0132c2
+def _data_parallel(model):
+    "`model`'s loss wrapped for data-parallel training by accelerate (None in a single process)."
+    return accelerator().prepare_model(_NLL(model)) if processes()[1] > 1 else None
+
+def _update(model, opt, cfg:TrainConfig, scaler):
+    "Clip (if configured) and step, unscaling fp16 gradients first."
+    params = list(_trainable(model).values())
+    if scaler: scaler.unscale_(opt)
+    if cfg.max_grad_norm: torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    if scaler: scaler.step(opt); scaler.update()
+    else: opt.step()
+
 def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenized rows with labels
           cfg:TrainConfig=TrainConfig(), pad_id:int=0,
-          out:str|Path|None=None, # folder for checkpoints and the final adapter
+          out:str|Path|None=None, # folder for checkpoints and the final adapter (written by the main process)
           progress:bool=True, desc:str='train')->dict:
-    "Masked fine-tuning of `model` on `rows`; returns the loss history and counts."
+    "Masked fine-tuning of `model` on `rows` (data parallel when launched on several processes)."
     from transformers import get_linear_schedule_with_warmup
     from tqdm.auto import tqdm
     plan = batch_plan(len(rows), cfg)
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(list(_trainable(model).values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * len(plan)), len(plan))
+    scaler = torch.amp.GradScaler(model.device.type) if cfg.precision == 'fp16' else None
     ckpt = Path(out)/'checkpoint.pt' if out else None
     step, history, stats = 0, [], dict(skipped_steps=0, skipped_micro_batches=0, trained_tokens=0)
     if ckpt and ckpt.exists(): step, history, stats = load_checkpoint(ckpt, model, opt, sched)
     if cfg.gradient_checkpointing: _checkpointing(model)
-    model.train()
-    for s in tqdm(range(step, len(plan)), desc=desc, initial=step, total=len(plan), disable=not progress):
-        loss = train_step(model, rows, plan[s], cfg, pad_id, stats)
-        if loss is not None:
-            if cfg.max_grad_norm: torch.nn.utils.clip_grad_norm_(list(_trainable(model).values()), cfg.max_grad_norm)
-            opt.step()
+    model.train(); fwd = _data_parallel(model)
+    for s in tqdm(range(step, len(plan)), desc=desc, initial=step, total=len(plan), disable=not progress or not is_main()):
+        loss = train_step(model, rows, plan[s], cfg, pad_id, stats, fwd=fwd, scaler=scaler)
+        if loss is not None: _update(model, opt, cfg, scaler)
         sched.step(); opt.zero_grad(set_to_none=True); history.append(loss)
-        if ckpt and cfg.save_every and (s + 1) % cfg.save_every == 0 and s + 1 < len(plan):
+        if ckpt and cfg.save_every and (s + 1) % cfg.save_every == 0 and s + 1 < len(plan) and is_main():
             save_checkpoint(ckpt, model, opt, sched, s + 1, history, stats)
     model.eval()
     res = dict(history=history, steps=len(plan), **stats, config=asdict(cfg))
-    if out:
+    if out and is_main():
         model.save_pretrained(Path(out)/'adapter'); save_json(res, Path(out)/'train.json')
         if ckpt.exists(): ckpt.unlink()
+    barrier()
     return res
