@@ -225,7 +225,7 @@ def _read_text(path:Path, comp:str|None)->str:
         line, hint = data[:e.start].count(b'\n') + 1, ' (compressed? name it .gz or .zst)' if packed else ''
         raise TokencleanError(f"{path}:{line}: not UTF-8 text (byte {e.start}){hint}") from None
 
-# %% ../nbs/02_data.ipynb #54bc2015
+# %% ../nbs/02_data.ipynb #38114aa4
 LAYOUT_KEYS = ('messages', 'conversations', 'instruction', 'prompt')
 
 def _json_lines(path:Path, text:str):
@@ -241,9 +241,9 @@ def _json_doc(path:Path, doc, split:str):
     if isinstance(doc, dict) and not any(k in doc for k in LAYOUT_KEYS):
         lists = [k for k, v in doc.items() if isinstance(v, list)]
         key = split if split in lists else lists[0] if len(lists) == 1 else None
-        if key is None: raise TokencleanError(f"{path}: a JSON object with no sample layout and no list named "
-                                              f"{split!r} (keys: {sorted(doc)[:12]})")
-        return [(f'{path} [{key}] item {i}', r) for i, r in enumerate(doc[key])]
+        if lists and key is None: raise TokencleanError(f"{path}: a JSON object with no sample layout and no list "
+                                                        f"named {split!r} (keys: {sorted(doc)[:12]})")
+        if key is not None: return [(f'{path} [{key}] item {i}', r) for i, r in enumerate(doc[key])]
     if isinstance(doc, list): return [(f'{path} item {i}', r) for i, r in enumerate(doc)]
     return [(f'{path}:1', doc)]
 
@@ -691,9 +691,10 @@ class TokenizedPool:
         return TokenizedPool(rows, {}, key, self.max_len, self.template, acc)
     def n_response_tokens(self)->int: return int(sum((r['labels'] != -100).sum() for r in self.rows))
 
-# %% ../nbs/02_data.ipynb #f59d26bd
+# %% ../nbs/02_data.ipynb #94b0392c
 def _tokenize_one(tok, s:dict, max_len:int, template:str)->dict:
     "`tokenize_sample`, with any unexpected failure named by sample."
+    _check_unicode(s['messages'], s.get('id'))
     try: return tokenize_sample(tok, s, max_len, template)
     except TokencleanError: raise
     except Exception as e:
