@@ -96,7 +96,8 @@ def accelerator():
     "The study's `accelerate.Accelerator` (one per process), its process group waiting up to 12 hours."
     from datetime import timedelta
     from accelerate import Accelerator, InitProcessGroupKwargs
-    return Accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
+    return Accelerator(cpu=not torch.cuda.is_available(),   # CPU processes: gloo (accelerate needs to be told)
+                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
 
 def processes()->tuple:
     "(rank, number of processes) of this process; (0, 1) when not launched on several."
