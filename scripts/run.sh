@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: create or reuse .venv/, install what is needed, then
-#   bash scripts/run.sh study [tokenclean study options]   -> the default CPU study
+#   bash scripts/run.sh study [tokenclean study options]   -> the default job, or a study with those options
 #   bash scripts/run.sh test                               -> the whole test suite (what CI runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +31,10 @@ export PATH="$VENV/bin:$PATH"
 
 case "$what" in
 install) echo "installed into $VENV";;
-study) exec tokenclean study "$@";;
+study)
+  # No options: the default job (nbs/16_default_job.ipynb); with options: `tokenclean study` with them.
+  if [ $# -eq 0 ]; then exec python -c 'from tokenclean.quickstart import main; main()'; fi
+  exec tokenclean study "$@";;
 test)
   echo "== library and notebooks agree (nbdev_export leaves no diff)"
   nbdev_export
