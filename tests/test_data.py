@@ -58,7 +58,8 @@ def _chatml(messages):
         text += f"<|im_start|>{m['role']}\n"
         a = len(text)
         text += m['content'] + '<|im_end|>'
-        if m['role'] == 'assistant' and m.get('weight', 1) != 0 and not m.get('tool_calls'): spans.append((a, len(text)))
+        if m['role'] == 'assistant' and m.get('weight', 1) != 0 and not m.get('tool_calls'):
+            spans.append((a, len(text)))
         text += '\n'
     return text, spans
 
@@ -127,7 +128,8 @@ def test_errors_name_file_line_sample_field(tmp_path):
     p = tmp_path/'pool.jsonl'
     p.write_text('{"id": "ok", "prompt": "q", "completion": "a"}\n'
                  '{"id": "s7", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": 5}]}\n')
-    with pytest.raises(TokencleanError, match=r'pool.jsonl:2: sample s7: messages\[1\].content is int'): load_pool(str(p))
+    with pytest.raises(TokencleanError, match=r'pool.jsonl:2: sample s7: messages\[1\].content is int'):
+        load_pool(str(p))
 
 def test_formats_load_the_same(tmp_path):
     "Every accepted file format and folder gives the same samples."
@@ -148,3 +150,16 @@ def test_formats_load_the_same(tmp_path):
         ss = load_pool(str(tmp_path/name))
         assert [(s['id'], s['messages']) for s in ss] == want, name
         assert ss.account['loaded'] == ss.account['kept'] == 5
+
+def test_mixed_layouts_in_one_table(tmp_path):
+    "A Parquet file whose rows mix layouts (the unified schema fills absent fields with null) maps each row by its own."
+    import pandas as pd
+    recs = [{'id': 'c', 'messages': [{'role': 'user', 'content': 'q'},
+                                     {'role': 'assistant', 'content': 'a', 'weight': 0}]},
+            {'id': 's', 'conversations': [{'from': 'human', 'value': 'q'}, {'from': 'gpt', 'value': 'a'}]},
+            {'id': 'p', 'instruction': 'q', 'input': None, 'output': 'a'},
+            {'id': 'pc', 'prompt': 'q', 'completion': 'a'}]
+    pd.DataFrame(recs).to_parquet(tmp_path/'mixed.parquet')
+    ss = load_pool(str(tmp_path/'mixed.parquet'))
+    assert [[(m['role'], m['content']) for m in s['messages']] for s in ss] == [[('user', 'q'), ('assistant', 'a')]] * 4
+    assert [m.get('weight', 1) for s in ss for m in s['messages']] == [1, 0] + [1] * 6
