@@ -145,8 +145,9 @@ def test_formats_load_the_same(tmp_path):
     (tmp_path/'f').mkdir()
     pq.write_table(pa.Table.from_pylist(recs[:2]), tmp_path/'f'/'train-00000-of-00002.parquet')
     (tmp_path/'f'/'train-00001-of-00002.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in recs[2:]))
+    arrow = next((tmp_path/'e').glob('*.arrow'))
     want = [(r['id'], r['messages']) for r in recs]
-    for name in ('a.JSONL.GZ', 'b.json', 'c.ndjson.zst', 'd.Parquet', 'e', 'f'):
+    for name in ('a.JSONL.GZ', 'b.json', 'c.ndjson.zst', 'd.Parquet', 'e', 'f', arrow.relative_to(tmp_path)):
         ss = load_pool(str(tmp_path/name))
         assert [(s['id'], s['messages']) for s in ss] == want, name
         assert ss.account['loaded'] == ss.account['kept'] == 5
