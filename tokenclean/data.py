@@ -542,14 +542,19 @@ def load_pool(spec:str,                # 'default', 'default:warmup', a local fi
         raise TokencleanError(f"pool {spec!r}: no samples: {why}")
     return ss
 
-# %% ../nbs/02_data.ipynb #deb4174a
+# %% ../nbs/02_data.ipynb #2d990671
 def _trained(m:dict)->bool: return m['role'] == 'assistant' and m.get('weight', 1) != 0 and not m.get('tool_calls')
+
+def _tok_name(tok)->str:
+    "The tokenizer's name: a local folder's name, else its Hub id."
+    name = str(getattr(tok, 'name_or_path', '?'))
+    return Path(name).name if Path(name).is_dir() else name
 
 def _apply(tok, msgs:list, tools, sid:str, gen:bool=False)->str:
     "The chat template's text; a template error becomes a bad record naming the sample."
     try: return tok.apply_chat_template(msgs, tools=tools, tokenize=False, add_generation_prompt=gen)
     except Exception as e:
-        raise BadRecord('chat template refused the chat', f"sample {sid}: the chat template of {tok.name_or_path!r} "
+        raise BadRecord('chat template refused the chat', f"sample {sid}: the chat template of {_tok_name(tok)!r} "
                         f"refused this chat ({type(e).__name__}: {str(e)[:160]})") from None
 
 def _check_tools(text:str, messages:list, tools, sid:str, name:str):
@@ -565,7 +570,7 @@ def _check_tools(text:str, messages:list, tools, sid:str, name:str):
             raise BadRecord('tools not rendered by the template', f"sample {sid}: the chat template of {name!r} "
                             f"does not render {what}; use a model whose template supports tools, or drop tool turns")
 
-# %% ../nbs/02_data.ipynb #f651103b
+# %% ../nbs/02_data.ipynb #321ef991
 def _model_template(tok, messages:list, sid:str, tools:list|None=None)->tuple:
     "Chat-template text and trained character spans."
     if not getattr(tok, 'chat_template', None):
@@ -585,7 +590,7 @@ def _model_template(tok, messages:list, sid:str, tools:list|None=None)->tuple:
             raise BadRecord('unstable chat template', f"sample {sid}: the chat template does not render prefixes "
                             "stably; use template='tulu'")
         spans.append((a, end))
-    _check_tools(text, messages, tools, sid, tok.name_or_path)
+    _check_tools(text, messages, tools, sid, _tok_name(tok))
     return text, spans
 
 # %% ../nbs/02_data.ipynb #c218fc28
