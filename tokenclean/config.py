@@ -40,7 +40,7 @@ class StudyConfig:
                                        # the authors' script) or 'warmup' (start from the warm-up reference)
     seeds:list=field(default_factory=lambda: [42])
     reference_seed:int=42              # seed of the warm-up (reference) training
-    quant:str|None='auto'              # 'auto' (the memory plan: 4-bit only if bf16 LoRA cannot fit), '4bit', '8bit', None
+    quant:str|None='auto'              # 'auto' (memory plan: 4-bit only if bf16 LoRA cannot fit), '4bit', '8bit', None
     precision:str='auto'               # autocast: 'auto', 'bf16', 'fp16' (with loss scaling) or 'fp32'
     gpu_gb:float|None=None             # memory budget of the `auto` plan (default: the GPU's memory)
     device:str|None=None               # default: cuda, mps or cpu
@@ -100,9 +100,9 @@ def _number(key:str, v, eg, lo=None, hi=None, integer:bool=False, open_lo:bool=F
         try: v = float(v)
         except ValueError: pass
     name, lt, gt = key.split('.')[-1], '<' if open_lo else '≤', '<' if open_hi else '≤'
-    rng = (f'{lo} {lt} {name} {gt} {hi}' if hi is not None else f"{name} {'>' if open_lo else '≥'} {lo}") if lo is not None \
-          else (f'{name} {gt} {hi}' if hi is not None else '')
-    need = f"{'a whole number' if integer else 'a number'}{' or null' if none else ''}" + (f' with {rng}' if rng else '')
+    if lo is None: rng = f'{name} {gt} {hi}' if hi is not None else ''
+    else: rng = f'{lo} {lt} {name} {gt} {hi}' if hi is not None else f"{name} {'>' if open_lo else '≥'} {lo}"
+    need = f"{'a whole number' if integer else 'a number'}{' or null' if none else ''}{f' with {rng}' if rng else ''}"
     if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)): _bad(key, need, v, eg)
     if lo is not None and (v <= lo if open_lo else v < lo): _bad(key, need, v, eg)
     if hi is not None and (v >= hi if open_hi else v > hi): _bad(key, need, v, eg)
@@ -125,7 +125,8 @@ def _check_train(t:dict)->dict:
     _check_keys(t, TrainConfig, 'train'); t = dict(t)
     for k, spec in _TRAIN.items():
         if k in t: t[k] = _number(f'train.{k}', t[k], **spec)
-    if t.get('micro_batch', 1) != 'auto': _number('train.micro_batch', t.get('micro_batch', 1), 'auto', lo=1, integer=True)
+    if t.get('micro_batch', 1) != 'auto':
+        _number('train.micro_batch', t.get('micro_batch', 1), 'auto', lo=1, integer=True)
     for k in ('shuffle', 'gradient_checkpointing'):
         if k in t and not isinstance(t[k], bool) and not (k == 'gradient_checkpointing' and t[k] == 'auto'):
             _bad(f'train.{k}', 'true or false' + (' or auto' if k == 'gradient_checkpointing' else ''), t[k], 'false')
@@ -205,11 +206,12 @@ def model_shape(config)->dict:
     emb = {id(p): p.numel() for mod in (m.get_input_embeddings(), m.get_output_embeddings()) if mod is not None
            for p in mod.parameters()}
     lin = [(n.split('.')[-1], mod) for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)]
-    targets = [mod for n, mod in lin if n in LORA_TARGETS] or [mod for n, mod in lin if mod is not m.get_output_embeddings()]
+    head = m.get_output_embeddings()
+    targets = [mod for n, mod in lin if n in LORA_TARGETS] or [mod for n, mod in lin if mod is not head]
     t = config.get_text_config() if hasattr(config, 'get_text_config') else config
-    return dict(model_type=config.model_type, params=sum(p.numel() for p in m.parameters()), embedding_params=sum(emb.values()),
-                lora_params_r1=sum(mod.in_features + mod.out_features for mod in targets), layers=t.num_hidden_layers,
-                hidden=t.hidden_size, vocab=t.vocab_size)
+    return dict(model_type=config.model_type, params=sum(p.numel() for p in m.parameters()),
+                embedding_params=sum(emb.values()), lora_params_r1=sum(mod.in_features + mod.out_features for mod in targets),
+                layers=t.num_hidden_layers, hidden=t.hidden_size, vocab=t.vocab_size)
 
 # %% ../nbs/06a_config.ipynb #ace6ea3f
 _WEIGHT_BYTES = {None: 2.0, '8bit': 1.0, '4bit': 0.56}
@@ -238,8 +240,9 @@ def memory_plan(model, gpu_gb:float, # a config, name or `model_shape`; the memo
             for mb in micro_batches or _divisors(batch):
                 gb = train_memory_gb(s, max_len, mb, quant, ckpt, r, act_bytes)
                 if gb <= headroom * gpu_gb:
-                    return dict(fits=True, quant=quant, gradient_checkpointing=ckpt, micro_batch=mb, grad_accum=-(-batch // mb),
-                                est_gb=round(gb, 1), gpu_gb=round(gpu_gb, 1), params_b=round(s['params'] / 1e9, 2))
+                    return dict(fits=True, quant=quant, gradient_checkpointing=ckpt, micro_batch=mb,
+                                grad_accum=-(-batch // mb), est_gb=round(gb, 1), gpu_gb=round(gpu_gb, 1),
+                                params_b=round(s['params'] / 1e9, 2))
     return dict(fits=False, gpu_gb=round(gpu_gb, 1), params_b=round(s['params'] / 1e9, 2),
                 hint=f'lower max_len (now {max_len}) or use a larger GPU')
 
@@ -266,7 +269,7 @@ def plan_study(cfg:StudyConfig, config=None, # the model's config (default: load
     dev, t = pick_device(cfg.device), {**asdict(TrainConfig()), **cfg.train}
     prec, batch, changes = resolve_precision(cfg.precision, dev), t['batch_size'], []
     if cfg.precision == 'bf16' and prec != 'bf16':
-        changes.append(f"departs from the paper: {prec} autocast with loss scaling, not bf16 (no native bf16 on this GPU)")
+        changes.append(f"departs from the paper: {prec} autocast with loss scaling, not bf16 (no native bf16 here)")
     auto_q, auto_mb, auto_ck = cfg.quant == 'auto', t['micro_batch'] == 'auto', t['gradient_checkpointing'] == 'auto'
     plan = dict(device=dev, precision=prec, quant=None if auto_q else cfg.quant, gpu_gb=None, est_gb=None,
                 micro_batch=_divisors(batch, 8)[0] if auto_mb else t['micro_batch'],
@@ -277,12 +280,14 @@ def plan_study(cfg:StudyConfig, config=None, # the model's config (default: load
                          quants=(None, '4bit') if auto_q else (plan['quant'],),
                          ckpts=(False, True) if auto_ck else (plan['gradient_checkpointing'],),
                          micro_batches=None if auto_mb else [plan['micro_batch']])
-        if not mp['fits']: raise TokencleanError(f"{cfg.model} at max_len {cfg.max_len} does not fit {budget:.0f} GB even "
-                                                 f"with 4-bit, checkpointing and micro-batch 1: {mp['hint']}")
+        if not mp['fits']:
+            raise TokencleanError(f"{cfg.model} at max_len {cfg.max_len} does not fit {budget:.0f} GB even with 4-bit, "
+                                  f"checkpointing and micro-batch 1: {mp['hint']}")
         plan.update({k: mp[k] for k in ('quant', 'gradient_checkpointing', 'micro_batch', 'est_gb', 'gpu_gb')})
         if auto_mb: changes.append(f"same results: micro-batch {mp['micro_batch']} x {mp['grad_accum']} accumulation "
                                    f"steps = effective batch {batch}")
-        if auto_ck and mp['gradient_checkpointing']: changes.append('same results, ~30% slower: gradient checkpointing on')
+        if auto_ck and mp['gradient_checkpointing']:
+            changes.append('same results, ~30% slower: gradient checkpointing on')
         if auto_q and mp['quant']: changes.append(f"departs from the paper: 4-bit NF4 base (QLoRA), not bf16 LoRA, "
                                                   f"which does not fit {mp['gpu_gb']} GB")
     plan['grad_accum'] = -(-batch // plan['micro_batch'])
@@ -291,8 +296,9 @@ def plan_study(cfg:StudyConfig, config=None, # the model's config (default: load
 def format_plan(plan:dict)->str:
     "The plan as the lines a study prints before training."
     est = f", estimated {plan['est_gb']} of {plan['gpu_gb']} GB" if plan['est_gb'] else ''
+    ck = 'on' if plan['gradient_checkpointing'] else 'off'
     head = (f"plan: {plan['device']}, {plan['precision']}, quant {plan['quant'] or 'none'}, micro-batch "
-            f"{plan['micro_batch']} x {plan['grad_accum']}, checkpointing {'on' if plan['gradient_checkpointing'] else 'off'}{est}")
+            f"{plan['micro_batch']} x {plan['grad_accum']}, checkpointing {ck}{est}")
     return '\n'.join([head] + [f'  - {c}' for c in plan['changes']])
 
 # %% ../nbs/06a_config.ipynb #e900cabf
@@ -308,14 +314,16 @@ def time_plan(model, pool_tokens:float=2.0e7, warmup_tokens:float=4.0e6, gpu:str
     h = lambda t, f: round(stage_hours(P, t, f, gpu), 2)
     return {'warm-up reference': h(warmup_tokens, 4), 'score pool (base + reference)': h(pool_tokens, 4),
             'train one method (full/random/rho/fixed)': h(pool_tokens, 4),
-            'self-evolving (train all chunks + score T chunks)': h(pool_tokens, 4) + h(pool_tokens * rounds / (rounds + 1), 2)}
+            'self-evolving (train all chunks + score T chunks)':
+                h(pool_tokens, 4) + h(pool_tokens * rounds / (rounds + 1), 2)}
 
 # %% ../nbs/06a_config.ipynb #c41d7bca
 def slug(s:str)->str:
     "A folder-safe version of a model or data name."
     return re.sub(r'[^A-Za-z0-9_.-]+', '_', str(s).split('/')[-1] if os.path.exists(str(s)) else str(s)).strip('_') or 'x'
 
-NOT_IN_KEY = ('methods', 'seeds', 'progress', 'out', 'device', 'score_max_tokens', 'shard_size', 'gpu_gb', 'on_bad_record')
+NOT_IN_KEY = ('methods', 'seeds', 'progress', 'out', 'device', 'score_max_tokens', 'shard_size', 'gpu_gb',
+              'on_bad_record')
 
 def config_key(cfg:StudyConfig, plan:dict|None=None)->str:
     "A short hash of every setting that can change a trained model or its results (with the resolved `plan`)."

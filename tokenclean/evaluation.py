@@ -379,7 +379,8 @@ def _run_group(lm, specs:list, shots:int|None, tm, limit, seeds:dict, log_sample
     "One `simple_evaluate` call for tasks sharing a shot count: (results, record, samples) by our names, and the raw output."
     import lm_eval
     r = lm_eval.simple_evaluate(lm, tasks=[s['task'] for s in specs], num_fewshot=shots, limit=limit, task_manager=tm,
-                                log_samples=log_samples or tracker is not None, evaluation_tracker=tracker, **seeds, **kw)
+                                log_samples=log_samples or tracker is not None, evaluation_tracker=tracker,
+                                **seeds, **kw)
     if tracker is not None: _save_tracked(tracker, r)
     res = {s['name']: _metrics(r['results'][s['task']]) for s in specs}
     rec = {s['name']: _record_task(s, r, shots if shots is not None else r.get('n-shot', {}).get(s['task'], 0)) for s in specs}
@@ -404,7 +405,8 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
     for s in specs: groups[num_fewshot if num_fewshot is not None else s['num_fewshot']].append(s)
     with _eval_mode(model), torch.no_grad():
         lm = model if isinstance(model, LM) else HFLM(pretrained=model, tokenizer=tok, batch_size=bs)
-        tm, tracker = _task_manager(specs), _tracker(output_path, (meta or {}).get('method', 'model'))   # one TaskManager
+        tm = _task_manager(specs)                                    # one TaskManager for every group
+        tracker = _tracker(output_path, (meta or {}).get('method', 'model'))
         for shots, ss in groups.items():
             res, rec, smp, r = _run_group(lm, ss, shots, tm, limit, _seeds(seed), log_samples, tracker)
             out['results'].update(res); out['record']['tasks'].update(rec); out['samples'].update(smp)

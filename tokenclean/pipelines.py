@@ -21,7 +21,7 @@ from .training import TrainConfig, train
 # %% auto #0
 __all__ = ['METHOD_RULE', 'Study', 'base_model', 'new_adapter', 'with_adapter', 'train_config', 'reference_dir',
            'warmup_reference', 'score_pool', 'train_method', 'chunks', 'self_evolving', 'heldout_loss', 'finish_run',
-           'export_cleaned', 'reference_result', 'base_result', 'run_study']
+           'export_cleaned', 'reference_result', 'base_result', 'run_method', 'run_study']
 
 # %% ../nbs/06_pipelines.ipynb #7e110022
 class Study:
@@ -37,7 +37,8 @@ class Study:
     def tok(self): return load_tokenizer(self.cfg.model)
     def _tokenize(self, samples): return tokenize_pool(self.tok, samples, self.cfg.max_len, self.cfg.template, verbose=self.cfg.progress)
     def _load(self, spec:str, limit:int|None)->list:
-        kw = dict(on_bad_record=self.cfg.on_bad_record) if 'on_bad_record' in inspect.signature(load_pool).parameters else {}
+        ok = 'on_bad_record' in inspect.signature(load_pool).parameters    # the data layer's option, where it has it
+        kw = dict(on_bad_record=self.cfg.on_bad_record) if ok else {}
         return load_pool(spec, limit=limit, **kw)
     @cached_property
     def _split(self):
@@ -90,16 +91,16 @@ def _save_config(st:Study, d:Path, **extra)->Path:
     p = Path(d)/'config.json'
     if is_main():
         save_json(dict(config=asdict(st.cfg), plan=st.plan, quant=st.plan['quant'], pool_key=st.pool.key,
-                       model_fingerprint=st.model_fp, config_key=config_key(st.cfg, st.plan), data_account=_accounts(st),
-                       tokenclean_version=__version__, **extra), p)
+                       model_fingerprint=st.model_fp, config_key=config_key(st.cfg, st.plan),
+                       data_account=_accounts(st), tokenclean_version=__version__, **extra), p)
     return p
 
 # %% ../nbs/06_pipelines.ipynb #eccffc83
 def reference_dir(st:Study)->Path:
     "Folder of the warm-up reference, keyed by its data and its training and LoRA settings."
     c, p = st.cfg, st.plan
-    key = stable_hash(st.warmup.key, c.train, c.lora_r, c.lora_alpha, c.lora_dropout, p['quant'], c.dtype,
-                      *([p['precision']] if p['precision'] != 'fp32' else []), *([c.lora_targets] if c.lora_targets else []), n=8)
+    extra = ([p['precision']] if p['precision'] != 'fp32' else []) + ([c.lora_targets] if c.lora_targets else [])
+    key = stable_hash(st.warmup.key, c.train, c.lora_r, c.lora_alpha, c.lora_dropout, p['quant'], c.dtype, *extra, n=8)
     return st.path(f'reference-s{c.reference_seed}-{key}')
 
 def warmup_reference(st:Study)->Path:
@@ -114,9 +115,9 @@ def warmup_reference(st:Study)->Path:
 # %% ../nbs/06_pipelines.ipynb #076c0f9c
 def _losses(st:Study, model, tp:TokenizedPool, adapter:bool, desc:str):
     c, (rank, world) = st.cfg, processes()
-    return token_losses(model, tp, st.path('cache'), adapter=adapter, pad_id=st.tok.pad_token_id, shard_size=c.shard_size,
-                        max_tokens=c.score_max_tokens, progress=c.progress and is_main(), desc=desc, rank=rank, world=world,
-                        precision=st.plan['precision'])
+    return token_losses(model, tp, st.path('cache'), adapter=adapter, pad_id=st.tok.pad_token_id,
+                        shard_size=c.shard_size, max_tokens=c.score_max_tokens, progress=c.progress and is_main(),
+                        desc=desc, rank=rank, world=world, precision=st.plan['precision'])
 
 def score_pool(st:Study)->Scores:
     "Scores of the pool under (base, warm-up reference), computed or read from cache."
@@ -196,7 +197,7 @@ def _round(st:Study, m, t:int, idx:list, base:dict|None, seed:int, d:Path, clean
     return rec
 
 def self_evolving(st:Study, seed:int, control:bool=False)->dict:
-    "Self-evolving cleaning over `rounds + 1` chunks of the pool (every token kept if `control`); cached in the run folder."
+    "Self-evolving cleaning over `rounds + 1` chunks (every token kept if `control`); cached in the run folder."
     method = 'self_evolving_control' if control else 'self_evolving'
     d = st.run_dir(method, seed)
     if (d/'results.json').exists(): return load_json(d/'results.json')
@@ -218,12 +219,14 @@ def heldout_loss(st:Study, m)->float|None:
 
 def finish_run(st:Study, d:Path, m, method:str, seed:int, extra:dict)->dict:
     "Evaluate `m`, write `results.json` in `d` (on the main process), return the result."
-    res = dict(model=st.cfg.model, method=method, seed=seed, k=st.cfg.k if method not in ('full', 'self_evolving_control') else 1.0,
-               data=st.cfg.pool, pool_key=st.pool.key, heldout_loss=heldout_loss(st, m), **extra)
+    k = 1.0 if method in ('full', 'self_evolving_control') else st.cfg.k
+    res = dict(model=st.cfg.model, method=method, seed=seed, k=k, data=st.cfg.pool, pool_key=st.pool.key,
+               heldout_loss=heldout_loss(st, m), **extra)
     if is_main():
         if st.cfg.eval_tasks:
             from tokenclean.evaluation import evaluate
-            res['benchmarks'] = evaluate(m, st.tok, st.cfg.eval_tasks, limit=st.cfg.eval_limit, seed=seed, output_path=d/'lm_eval',
+            res['benchmarks'] = evaluate(m, st.tok, st.cfg.eval_tasks, limit=st.cfg.eval_limit, seed=seed,
+                                         output_path=d/'lm_eval', # lm-eval's own files
                                          meta=dict(method=method, data=st.cfg.pool, seed=seed, pool_key=st.pool.key))
         save_json(res, d/'results.json')
     barrier()
@@ -244,7 +247,8 @@ def reference_result(st:Study)->dict:
     "Results of the warm-up reference itself, cached beside its adapter."
     d = reference_dir(st); ad = warmup_reference(st)
     if (d/'results.json').exists(): return load_json(d/'results.json')
-    return finish_run(st, d, with_adapter(st, ad), 'reference', st.cfg.reference_seed, dict(trained_tokens=load_json(d/'train.json')['trained_tokens']))
+    n = load_json(d/'train.json')['trained_tokens']
+    return finish_run(st, d, with_adapter(st, ad), 'reference', st.cfg.reference_seed, dict(trained_tokens=n))
 
 def base_result(st:Study)->dict:
     "Results of the untrained base model, cached in the study's `base-<key>` folder."
@@ -253,7 +257,8 @@ def base_result(st:Study)->dict:
     _save_config(st, d, method='base')
     return finish_run(st, d, base_model(st), 'base', 0, dict(trained_tokens=0))
 
-def _run(st:Study, method:str, seed:int, sc:Scores|None)->dict:
+def run_method(st:Study, method:str, seed:int, sc:Scores|None)->dict:
+    "Run (or reuse) one method of `ALL_METHODS` for `seed`; `sc` (the pool's scores) is needed by `METHOD_RULE` methods."
     if method.startswith('self_evolving'): return self_evolving(st, seed, control=method == 'self_evolving_control')
     return train_method(st, method, seed, sc)
 
@@ -261,7 +266,7 @@ def run_study(cfg:StudyConfig)->list:
     "Run (or resume) every stage of the study `cfg`; returns the result of every run."
     st = Study(cfg); results = [reference_result(st)]
     sc = score_pool(st) if set(cfg.methods) & set(METHOD_RULE) else None
-    results += [_run(st, method, seed, sc) for seed in cfg.seeds for method in cfg.methods]
+    results += [run_method(st, method, seed, sc) for seed in cfg.seeds for method in cfg.methods]
     if is_main(): save_json(results, st.path('results.json'))
     barrier()
     return results

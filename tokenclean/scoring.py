@@ -95,13 +95,14 @@ def check_token_nll(model, batch:dict, precision:str='fp32', # a padded batch wi
     with torch.no_grad(), autocast(model.device, precision):
         ours, theirs = token_nll(model, **batch).float(), model(**batch).loss
     if not len(ours): return 0.0
+    if not torch.isfinite(ours).all(): return float('nan')   # not a logit transform: scoring names the sample
     diff = abs(ours.mean().item() - theirs.float().item()) / max(abs(theirs.float().item()), 1e-6)
     if not diff <= rtol:
         name = type(model.get_base_model() if hasattr(model, 'get_base_model') else model).__name__
-        raise TokencleanError(f"{name}: tokenclean's per-token loss ({ours.mean().item():.5f}) differs from the model's own "
-                              f"loss ({theirs.item():.5f}) by {diff:.1%}: the model transforms its logits inside forward() "
-                              "(e.g. Granite's logits_scaling, Cohere's logit_scale), which token_nll does not apply; "
-                              "such a model cannot be scored yet")
+        raise TokencleanError(f"{name}: tokenclean's per-token loss ({ours.mean().item():.5f}) differs from the model's "
+                              f"own loss ({theirs.item():.5f}) by {diff:.1%}: the model transforms its logits inside "
+                              "forward() (e.g. Granite's logits_scaling, Cohere's logit_scale), which token_nll does not "
+                              "apply; such a model cannot be scored yet")
     return diff
 
 # %% ../nbs/03_scoring.ipynb #56d4c447
@@ -151,7 +152,8 @@ def token_losses(model, tp, # a model (or `PeftModel`) and a `TokenizedPool`
         with adapter_off(model) if not adapter else contextlib.nullcontext():
             if check and todo: check_token_nll(model, _probe(tp, shards[todo[0]], pad_id, model.device), precision)
             for s in todo:
-                store.write_shard(s, _shard_losses(model, [tp[i] for i in shards[s]], pad_id, max_tokens, bar, precision))
+                rows = [tp[i] for i in shards[s]]
+                store.write_shard(s, _shard_losses(model, rows, pad_id, max_tokens, bar, precision))
     finally: model.train(was_training)
     bar.close()
     _barrier(world)

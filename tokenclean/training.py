@@ -145,7 +145,8 @@ def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenize
     if ckpt and ckpt.exists(): step, history, stats = load_checkpoint(ckpt, model, opt, sched)
     if cfg.gradient_checkpointing: _checkpointing(model)
     model.train(); fwd = _data_parallel(model)
-    for s in tqdm(range(step, len(plan)), desc=desc, initial=step, total=len(plan), disable=not progress or not is_main()):
+    bar = dict(desc=desc, initial=step, total=len(plan), disable=not progress or not is_main())
+    for s in tqdm(range(step, len(plan)), **bar):
         loss = train_step(model, rows, plan[s], cfg, pad_id, stats, fwd=fwd, scaler=scaler)
         if loss is not None: _update(model, opt, cfg, scaler)
         sched.step(); opt.zero_grad(set_to_none=True); history.append(loss)
