@@ -72,7 +72,7 @@ class Timer:
     def __enter__(self): self.t0 = time.perf_counter(); return self
     def __exit__(self, *a): self.s = time.perf_counter() - self.t0
 
-# %% ../nbs/00_core.ipynb #de6d3920
+# %% ../nbs/00_core.ipynb #0da5f062
 class AttrDict(dict):
     "A `dict` whose keys are also attributes."
     def __getattr__(self, k):
