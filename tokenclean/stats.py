@@ -75,6 +75,7 @@ def verdict(r:AttrDict,                # a `compare` result
     def read(lo, hi):
         if lo > 0 or hi < 0: return 'better' if (hi < 0) == lower_is_better else 'worse'
         return 'no detectable difference'
+    if r.lo == r.hi == 0: return 'cannot resolve: no item differs'
     v = read(r.lo, r.hi)
     if 'seed_lo' in r: v += f"; seeds: {read(r.seed_lo, r.seed_hi)} (t({r.df}) = {r.t:.2f}, p = {r.p:.3f})"
     return v
