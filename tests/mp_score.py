@@ -44,9 +44,12 @@ def train(out:str, rank:int, world:int):
                os.path.join(out, f'rank{rank}.pt'))
 
 def study(out:str, config:str):
-    "The whole study of `config` into `out`."
-    from tokenclean.pipelines import load_config, run_study
-    run_study(load_config(config, out=out))
+    "The whole study of `config` into `out`; then, as the CLI's report does, the main process alone reads the scores."
+    from tokenclean.models import is_main
+    from tokenclean.pipelines import load_config, run_study, score_pool, Study
+    cfg = load_config(config, out=out)
+    run_study(cfg)
+    if is_main(): print('SCORED', len(score_pool(Study(cfg))))   # finished stages need no other process
 
 if __name__ == '__main__':
     mode, out = sys.argv[1], sys.argv[2]

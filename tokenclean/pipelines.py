@@ -126,9 +126,8 @@ def score_pool(st:Study)->Scores:
     ref_store = _losses(st, ref, st.pool, adapter=True, desc='score: reference')
     sc = join_scores(st.pool, base_store.read(), ref_store.read())
     p = st.path('scores', f'scores-{stable_hash(base_store.path.name, ref_store.path.name, n=10)}.parquet')
-    if not p.exists() and is_main():
+    if not p.exists() and is_main():   # every process holds `sc`; the file is for readers after the study
         save_scores(sc, p); _save_config(st, p.parent, base_losses=base_store.path.name, ref_losses=ref_store.path.name)
-    barrier()
     return sc
 
 # %% ../nbs/06_pipelines.ipynb #dfd3d63a
@@ -268,5 +267,4 @@ def run_study(cfg:StudyConfig)->list:
     sc = score_pool(st) if set(cfg.methods) & set(METHOD_RULE) else None
     results += [run_method(st, method, seed, sc) for seed in cfg.seeds for method in cfg.methods]
     if is_main(): save_json(results, st.path('results.json'))
-    barrier()
     return results
