@@ -32,8 +32,13 @@ def config_yaml(d:dict)->str:
 
 def write_configs(folder:str|Path)->list:
     "Write every built-in config as `<name>.yaml` into `folder`."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    return [Path(folder/f'{n}.yaml').write_text(config_yaml(d)) and folder/f'{n}.yaml' for n, d in builtin_configs().items()]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for n, d in builtin_configs().items():
+        (folder/f'{n}.yaml').write_text(config_yaml(d))
+        out.append(folder/f'{n}.yaml')
+    return out
 
 # %% ../nbs/09_cli.ipynb #ea9d5579
 def _yaml(s:str, where:str):
@@ -41,15 +46,18 @@ def _yaml(s:str, where:str):
     import yaml
     try: return yaml.safe_load(s)
     except yaml.YAMLError as e:
-        mark = getattr(e, 'problem_mark', None); line = f' at line {mark.line + 1}' if mark else ''
-        raise TokencleanError(f"{where}: not valid YAML{line} ({getattr(e, 'problem', None) or e}); fix the value") from None
+        mark = getattr(e, 'problem_mark', None)
+        line = f' at line {mark.line + 1}' if mark else ''
+        why = getattr(e, 'problem', None) or e
+        raise TokencleanError(f"{where}: not valid YAML{line} ({why}); fix the value") from None
 
 def parse_sets(sets:list)->dict:
     "`key=value` strings (YAML values, dotted keys for nested blocks) as a dict."
     out = {}
     for s in sets or []:
         if '=' not in s: raise TokencleanError(f"--set expects key=value, got {s!r}")
-        k, v = s.split('=', 1); keys = k.strip().split('.'); d = out
+        k, v = s.split('=', 1)
+        keys, d = k.strip().split('.'), out
         for key in keys[:-1]: d = d.setdefault(key, {})
         d[keys[-1]] = _value(v, s)
     return out
@@ -64,24 +72,27 @@ def _value(v:str, where:str='--set'):
 def _read_config(path:Path)->dict:
     "The dict of a YAML config file, with clear errors."
     try: text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e: raise TokencleanError(f"config {path}: cannot be read ({e}); pass a YAML file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TokencleanError(f"config {path}: cannot be read ({e}); pass a YAML file") from None
     d = _yaml(text, f'config {path}') or {}
-    if not isinstance(d, dict): raise TokencleanError(f"config {path}: expected a mapping of settings, got {type(d).__name__}")
+    if not isinstance(d, dict):
+        raise TokencleanError(f"config {path}: expected a mapping of settings, got {type(d).__name__}")
     return d
 
 def resolve_config(config:str|None, sets:list|None=None)->StudyConfig:
     "The `StudyConfig` of a `--config` value (path or built-in name, default 'cpu') and `--set` overrides."
-    config = config or 'cpu'; bc = builtin_configs()
+    config, bc = config or 'cpu', builtin_configs()
     if config in bc: d = dict(bc[config])
     elif Path(config).is_file(): d = _read_config(Path(config))
-    else: raise TokencleanError(f"config {config!r} is neither a file nor a built-in config{closest(config, bc)} ({', '.join(bc)})")
+    else: raise TokencleanError(f"config {config!r} is neither a file nor a built-in config{closest(config, bc)} "
+                                f"({', '.join(bc)})")
     over = parse_sets(sets)
     if 'train' in over: over['train'] = {**d.get('train', {}), **over['train']}
     return make_config({**d, **over})
 
 # %% ../nbs/09_cli.ipynb #c9e0f4a1
 def source_docs(src:str, names)->dict:
-    "Name → the comment after it (and its continuation lines), for each of `names` defined (`name:type=...`) in `src`."
+    "Name → the comment after it (with continuation lines), for each of `names` defined (`name:type=...`) in `src`."
     docs, cur, start, cand, last = {}, [], True, None, None
     for t in tokenize.generate_tokens(io.StringIO(textwrap.dedent(src)).readline):
         if t.type == tokenize.NEWLINE or (t.type == tokenize.OP and t.string == ';'):
@@ -92,7 +103,7 @@ def source_docs(src:str, names)->dict:
         elif t.type == tokenize.COMMENT and start and last and t.start[1] == last[1]:   # a continuation line
             for n in last[0]: docs[n] += ' ' + t.string.lstrip('#').strip()
         elif t.type == tokenize.NAME and start: start, cand, last = False, t.string, None
-        elif t.type == tokenize.OP and t.string == ':' and cand in names: cur.append(cand); cand = None
+        elif t.type == tokenize.OP and t.string == ':' and cand in names: cur, cand = cur + [cand], None
         elif t.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.COMMENT): start, last = False, None
     return docs
 
@@ -109,6 +120,8 @@ _FALLBACK_DOCS = dict(
     lora_dropout='LoRA dropout', progress='show progress bars', weight_decay='AdamW weight decay',
     seed='seed of the data order and dropout (the study sets it per run)')
 
+_NO_DOC = '(no doc: add a comment to the field)'
+
 def _yaml1(v)->str:
     "`v` as a one-line YAML value, as `--set` takes it."
     import yaml
@@ -120,7 +133,7 @@ def _settings_lines(cls, base:dict, prefix:str='', w:int=22)->list:
     docs, out, default = field_docs(cls), [], cls()
     for f in dataclasses.fields(cls):
         if f.name == 'train' and cls is StudyConfig: continue
-        d, doc = getattr(default, f.name), docs.get(f.name) or _FALLBACK_DOCS.get(f.name, '(no doc: add a comment to the field)')
+        d, doc = getattr(default, f.name), docs.get(f.name) or _FALLBACK_DOCS.get(f.name, _NO_DOC)
         cpu = f"; cpu: {_yaml1(base[f.name])}" if f.name in base and base[f.name] != d else ''
         out.append(f"  {prefix + f.name:<{w}} {_yaml1(d):<22} {doc}{cpu}")
     return out
@@ -130,7 +143,8 @@ def settings_help()->str:
     "The settings part of every subcommand's `--help`, generated from `StudyConfig` and `TrainConfig`."
     cpu = builtin_configs()['cpu']
     w = max(len(f.name) for f in dataclasses.fields(TrainConfig)) + len('train.') + 1
-    return '\n'.join(['settings (--set KEY=VALUE, values in YAML; default, what it does; the cpu config\'s value where it differs):',
+    head = "settings (--set KEY=VALUE, values in YAML; default, what it does; the cpu config's value where it differs):"
+    return '\n'.join([head,
                       *_settings_lines(StudyConfig, cpu, w=w), '', 'training settings (--set train.KEY=VALUE):',
                       *_settings_lines(TrainConfig, cpu.get('train', {}), 'train.', w=w)])
 
@@ -140,7 +154,8 @@ SELECT_METHODS = ('fixed', 'rho', 'random', 'full', 'global', 'per_sample')
 def select_rule(method:str)->str:
     "The selection rule of a study method ('fixed' → 'global', 'rho' → 'per_sample') or of a rule."
     if method not in SELECT_METHODS:
-        raise TokencleanError(f"--method: {method!r} is not one of {', '.join(SELECT_METHODS)}{closest(method, SELECT_METHODS)}")
+        raise TokencleanError(f"--method: {method!r} is not one of {', '.join(SELECT_METHODS)}"
+                              f"{closest(method, SELECT_METHODS)}")
     return METHOD_RULE.get(method, method)
 
 # %% ../nbs/09_cli.ipynb #118daca4
@@ -154,33 +169,40 @@ def cmd_warmup(a):
 
 def cmd_score(a):
     "Score the pool with (base, reference); print where the scores are."
-    st = Study(resolve_config(a.config, a.set)); sc = score_pool(st)
-    print(f"scored {len(sc):,} response tokens of {len(sc.ids)} samples; mean score {sc.score.mean():.4f}; in {st.path('scores')}")
+    st = Study(resolve_config(a.config, a.set))
+    sc = score_pool(st)
+    print(f"scored {len(sc):,} response tokens of {len(sc.ids)} samples; mean score {sc.score.mean():.4f}; "
+          f"in {st.path('scores')}")
 
 def cmd_select(a):
     "Select tokens with a method's rule and print the selection summary."
     from tokenclean.selection import select, summarise, format_summary, save_selection
-    rule = select_rule(a.method); st = Study(resolve_config(a.config, a.set)); cfg = st.cfg
+    rule, st = select_rule(a.method), Study(resolve_config(a.config, a.set))
+    cfg = st.cfg
     sel = select(score_pool(st), rule, cfg.k, cfg.seeds[0])
-    save_selection(sel, st.path('selections', f'{a.method}-k{cfg.k}-s{cfg.seeds[0]}')); print(format_summary(summarise(sel)))
+    save_selection(sel, st.path('selections', f'{a.method}-k{cfg.k}-s{cfg.seeds[0]}'))
+    print(format_summary(summarise(sel)))
 
 # %% ../nbs/09_cli.ipynb #e71239c6
 def cmd_train(a):
     "Train one method (and seed) on the pool and print its result."
-    st = Study(resolve_config(a.config, a.set)); seed = a.seed if a.seed is not None else st.cfg.seeds[0]
+    st = Study(resolve_config(a.config, a.set))
+    seed = a.seed if a.seed is not None else st.cfg.seeds[0]
     r = self_evolving(st, seed) if a.method == 'self_evolving' else train_method(st, a.method, seed, score_pool(st))
     print(config_yaml({k: v for k, v in r.items() if k != 'rounds'}))
 
 def cmd_export(a):
     "Export the pool cleaned by a method as a Hugging Face dataset with a dataset card (and push it to the Hub)."
     from tokenclean.selection import select, apply_selection
-    rule = select_rule(a.method); st = Study(resolve_config(a.config, a.set))
+    rule, st = select_rule(a.method), Study(resolve_config(a.config, a.set))
     sel = select(score_pool(st), rule, st.cfg.k, st.cfg.seeds[0])
     meta = export_meta(sel, asdict(st.cfg), method=a.method, pool_dropped=st.pool.dropped)
-    out = export_cleaned(apply_selection(sel, st.pool.rows), a.out, meta, push_to_hub=a.push_to_hub, private=not a.public)
+    out = export_cleaned(apply_selection(sel, st.pool.rows), a.out, meta, push_to_hub=a.push_to_hub,
+                         private=not a.public)
     acc = load_json(out/'tokenclean.json')['account']
-    print(f"exported {acc['samples']} samples ({acc['kept_tokens']:,} kept tokens) to {out}; {acc['emptied_samples']} have no "
-          f"kept token (TRL's SFTTrainer drops them){'; pushed to ' + a.push_to_hub if a.push_to_hub else ''}")
+    pushed = f'; pushed to {a.push_to_hub}' if a.push_to_hub else ''
+    print(f"exported {acc['samples']} samples ({acc['kept_tokens']:,} kept tokens) to {out}; "
+          f"{acc['emptied_samples']} have no kept token (TRL's SFTTrainer drops them){pushed}")
 
 def cmd_study(a):
     "Run (or resume) the whole study, then write its table and figures."
@@ -188,22 +210,29 @@ def cmd_study(a):
     from tokenclean.selection import select, summarise
     cfg = resolve_config(a.config, a.set)
     with Timer() as t: results = run_study(cfg)
-    st = Study(cfg); sc = score_pool(st) if set(cfg.methods) - {'self_evolving'} else None
+    st = Study(cfg)
+    sc = score_pool(st) if set(cfg.methods) - {'self_evolving'} else None
     sel = select(sc, 'global', cfg.k) if sc is not None else None
-    md = write_report(results, st.root, sc.score if sc is not None else None, sel.keep if sel else None, summarise(sel) if sel else None)
-    print(md); print(f"\nstudy finished in {t.s/60:.1f} min; results, table and figures in {st.root}")
+    md = write_report(results, st.root, sc.score if sc is not None else None, sel.keep if sel else None,
+                      summarise(sel) if sel else None)
+    print(md)
+    print(f"\nstudy finished in {t.s/60:.1f} min; results, table and figures in {st.root}")
 
 # %% ../nbs/09_cli.ipynb #4fb37dac
 def _common(p):
-    p.add_argument('--config', '-c', help="YAML file or built-in config name (default: cpu; others: paper-llama-3.2-3b, ...)")
-    p.add_argument('--set', '-s', action='append', metavar='KEY=VALUE', help='override one setting (repeatable), e.g. k=0.5 or train.lr=2e-4')
-    p.add_argument('--threads', type=int, metavar='N', help="PyTorch threads (default: $OMP_NUM_THREADS if set, else PyTorch's choice)")
+    p.add_argument('--config', '-c',
+                   help="YAML file or built-in config name (default: cpu; others: paper-llama-3.2-3b, ...)")
+    p.add_argument('--set', '-s', action='append', metavar='KEY=VALUE',
+                   help='override one setting (repeatable), e.g. k=0.5 or train.lr=2e-4')
+    p.add_argument('--threads', type=int, metavar='N',
+                   help="PyTorch threads (default: $OMP_NUM_THREADS if set, else PyTorch's choice)")
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
 
 def _subcommand(sub, name:str, fn, epilog:str):
     p = sub.add_parser(name, help=fn.__doc__, description=fn.__doc__, epilog=epilog,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(p); p.set_defaults(fn=fn)
+    _common(p)
+    p.set_defaults(fn=fn)
     return p
 
 # %% ../nbs/09_cli.ipynb #f3e4d5c6
@@ -217,18 +246,22 @@ def parser()->argparse.ArgumentParser:
                      ('train', cmd_train), ('export', cmd_export), ('config', cmd_config)]:
         p = _subcommand(sub, name, fn, ep)
         if name in ('select', 'export'):
-            p.add_argument('--method', default='fixed', choices=SELECT_METHODS, help='study method or selection rule (default: fixed)')
+            p.add_argument('--method', default='fixed', choices=SELECT_METHODS,
+                           help='study method or selection rule (default: fixed)')
         if name == 'train':
-            p.add_argument('--method', required=True, choices=ALL_METHODS); p.add_argument('--seed', type=int)
+            p.add_argument('--method', required=True, choices=ALL_METHODS)
+            p.add_argument('--seed', type=int)
         if name == 'export':
             p.add_argument('--out', required=True, help='folder for the dataset and its card')
-            p.add_argument('--push-to-hub', metavar='REPO', help='also upload it to this Hub dataset repo, e.g. me/ds2-cleaned')
+            p.add_argument('--push-to-hub', metavar='REPO',
+                           help='also upload it to this Hub dataset repo, e.g. me/ds2-cleaned')
             p.add_argument('--public', action='store_true', help='make a new Hub repo public (default: private)')
     return P
 
 # %% ../nbs/09_cli.ipynb #c8d9e0f1
 def _fail(msg:str, code:int):
-    print(msg, file=sys.stderr); sys.exit(code)
+    print(msg, file=sys.stderr)
+    sys.exit(code)
 
 def run_command(a):
     "Run the subcommand of parsed arguments `a`, turning errors into short messages (all of them with `--debug` off)."
