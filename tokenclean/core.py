@@ -61,7 +61,7 @@ def load_json(path:str|Path):
 
 # %% ../nbs/00_core.ipynb #101791f0
 def set_threads(n:int|None=None): # threads; default `$OMP_NUM_THREADS` or 1
-    "Pin PyTorch's intra-op threads (1 is fastest on a busy 2-core machine)."
+    "Pin PyTorch's intra-op threads (tests and scripts; the CLI calls it only with `--threads`)."
     import torch
     n = n or int(os.environ.get('OMP_NUM_THREADS', 1))
     torch.set_num_threads(n)

@@ -62,9 +62,9 @@ def _long(experiment:str, items:dict, metric:str, seed:int=0):
     return pd.DataFrame([(experiment, a, seed, i, metric, v) for a, d in items.items() for i, v in d.items()],
                         columns=['experiment', 'arm', 'seed', 'item', 'metric', 'value'])
 
-# %% ../nbs/16_default_job.ipynb #5cd4ae9f
+# %% ../nbs/16_default_job.ipynb #d6565594
 QUICK_CONTROLLED = dict(pool=96, warmup=96, heldout=300, greedy=200, seeds=[41], arms=['full', 'random', 'fixed', 'oracle'],
-                        failure=False, epochs=3)
+                        failure=False, epochs=2)
 CONTROLLED_METRICS = ['answer_nll', 'exact_match', 'misleading_answer']
 
 def quick_controlled(out:str|Path, log=print, cfg:ControlledConfig|None=None)->dict:
