@@ -180,6 +180,7 @@ def cmd_select(a):
     rule, st = select_rule(a.method), Study(resolve_config(a.config, a.set))
     cfg = st.cfg
     sel = select(score_pool(st), rule, cfg.k, cfg.seeds[0])
+    if not is_main(): return
     save_selection(sel, st.path('selections', f'{a.method}-k{cfg.k}-s{cfg.seeds[0]}'))
     print(format_summary(summarise(sel)))
 
@@ -188,7 +189,8 @@ def cmd_train(a):
     "Train one method (and seed) on the pool and print its result."
     st = Study(resolve_config(a.config, a.set))
     seed = a.seed if a.seed is not None else st.cfg.seeds[0]
-    r = self_evolving(st, seed) if a.method == 'self_evolving' else train_method(st, a.method, seed, score_pool(st))
+    r = run_method(st, a.method, seed, score_pool(st) if a.method in METHOD_RULE else None)
+    if not is_main(): return
     print(config_yaml({k: v for k, v in r.items() if k != 'rounds'}))
 
 def cmd_export(a):
@@ -210,6 +212,7 @@ def cmd_study(a):
     from tokenclean.selection import select, summarise
     cfg = resolve_config(a.config, a.set)
     with Timer() as t: results = run_study(cfg)
+    if not is_main(): return                              # one report, from the main process
     st = Study(cfg)
     sc = score_pool(st) if set(cfg.methods) - {'self_evolving'} else None
     sel = select(sc, 'global', cfg.k) if sc is not None else None

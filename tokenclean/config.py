@@ -28,24 +28,26 @@ class StudyConfig:
     pool:str='default'                 # SFT pool: 'default', a file, or a Hub id (e.g. jlpang888/DS2_50k)
     pool_limit:int|None=None           # use the first n pool samples
     warmup:str='default:warmup'        # warm-up set for the reference model
-    warmup_limit:int|None=None
+    warmup_limit:int|None=None         # use the first n warm-up samples
     heldout:int=0                      # pool samples held out (by id hash) for the held-out loss
     on_bad_record:str='error'          # a malformed record: 'error' (stop, naming it) or 'skip' (count it)
     max_len:int=2048                   # tokens per sample (truncation)
     template:str='model'               # 'model' (its chat template) or 'tulu' (the paper's format)
     k:float=0.6                        # share of response tokens kept
-    methods:list=field(default_factory=lambda: list(PAPER_METHODS))  # any of ALL_METHODS
+    methods:list=field(default_factory=lambda: list(PAPER_METHODS))  # methods to train: any of ALL_METHODS
     rounds:int=4                       # self-evolving: T rounds after round 0, so T+1 chunks
     first_reference:str='chunk0'       # self-evolving: 'chunk0' (round 0 tunes the base on chunk 0, all tokens,
                                        # the authors' script) or 'warmup' (start from the warm-up reference)
-    seeds:list=field(default_factory=lambda: [42])
+    seeds:list=field(default_factory=lambda: [42])  # training seeds: one run per method and seed
     reference_seed:int=42              # seed of the warm-up (reference) training
     quant:str|None='auto'              # 'auto' (memory plan: 4-bit only if bf16 LoRA cannot fit), '4bit', '8bit', None
     precision:str='auto'               # autocast: 'auto', 'bf16', 'fp16' (with loss scaling) or 'fp32'
     gpu_gb:float|None=None             # memory budget of the `auto` plan (default: the GPU's memory)
     device:str|None=None               # default: cuda, mps or cpu
     dtype:str|None=None                # weights: default bf16 (native-bf16 GPUs), fp16 (other GPUs), fp32 (CPU)
-    lora_r:int=64; lora_alpha:int=16; lora_dropout:float=0.1
+    lora_r:int=64                      # LoRA rank
+    lora_alpha:int=16                  # LoRA scaling (alpha)
+    lora_dropout:float=0.1             # LoRA dropout
     lora_targets:list|None=None        # LoRA modules; default: the 7 attention and MLP projections (else all linear)
     train:dict=field(default_factory=dict)  # TrainConfig overrides, e.g. {lr: 1e-4, batch_size: 48}
     score_max_tokens:int=8192          # padded tokens per scoring batch
@@ -53,7 +55,7 @@ class StudyConfig:
     eval_tasks:list=field(default_factory=list)  # lm-eval tasks (see the evaluation notebook)
     eval_limit:int|float|None=None     # items per lm-eval task (< 1: a share)
     out:str='runs'                     # root of all run folders
-    progress:bool=True
+    progress:bool=True                 # show progress bars
     def __post_init__(self): validate(self)
 
 # %% ../nbs/06a_config.ipynb #53899cf4

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_pipelines.ipynb #beb625d9
 from __future__ import annotations
-import inspect, json, time
+import json, time
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
@@ -13,7 +13,7 @@ from . import __version__
 from .core import *
 from .config import *
 from .models import load_model, load_tokenizer, add_lora, fingerprint, processes, is_main, barrier
-from .data import load_pool, tokenize_pool, TokenizedPool
+from .data import load_pool, tokenize_pool, TokenizedPool, save_account, format_account
 from .scoring import token_losses, join_scores, save_scores, Scores
 from .selection import select, apply_selection, summarise, format_summary, save_selection
 from .training import TrainConfig, train
@@ -21,7 +21,7 @@ from .training import TrainConfig, train
 # %% auto #0
 __all__ = ['METHOD_RULE', 'Study', 'base_model', 'new_adapter', 'with_adapter', 'train_config', 'reference_dir',
            'warmup_reference', 'score_pool', 'train_method', 'chunks', 'self_evolving', 'heldout_loss', 'finish_run',
-           'export_cleaned', 'reference_result', 'base_result', 'run_method', 'run_study']
+           'reference_result', 'base_result', 'run_method', 'run_study']
 
 # %% ../nbs/06_pipelines.ipynb #7e110022
 class Study:
@@ -37,16 +37,17 @@ class Study:
     def tok(self): return load_tokenizer(self.cfg.model)
     def _tokenize(self, samples): return tokenize_pool(self.tok, samples, self.cfg.max_len, self.cfg.template, verbose=self.cfg.progress)
     def _load(self, spec:str, limit:int|None)->list:
-        ok = 'on_bad_record' in inspect.signature(load_pool).parameters    # the data layer's option, where it has it
-        kw = dict(on_bad_record=self.cfg.on_bad_record) if ok else {}
-        return load_pool(spec, limit=limit, **kw)
+        return load_pool(spec, limit=limit, on_bad_record=self.cfg.on_bad_record)
     @cached_property
     def _split(self):
         ss = self._load(self.cfg.pool, self.cfg.pool_limit)
         held = set(sorted((s['id'] for s in ss), key=stable_hash)[:self.cfg.heldout])
-        return [s for s in ss if s['id'] not in held], [s for s in ss if s['id'] in held]
+        return ss.split(lambda s: s['id'] not in held, 'held out')
     @cached_property
-    def pool(self)->TokenizedPool: return self._tokenize(self._split[0])
+    def pool(self)->TokenizedPool:
+        tp = self._tokenize(self._split[0])
+        if not len(tp): raise TokencleanError(f"no pool sample has anything to train: {format_account(tp.account)}")
+        return tp
     @cached_property
     def heldout(self)->TokenizedPool: return self._tokenize(self._split[1])
     @cached_property
@@ -93,6 +94,8 @@ def _save_config(st:Study, d:Path, **extra)->Path:
         save_json(dict(config=asdict(st.cfg), plan=st.plan, quant=st.plan['quant'], pool_key=st.pool.key,
                        model_fingerprint=st.model_fp, config_key=config_key(st.cfg, st.plan),
                        data_account=_accounts(st), tokenclean_version=__version__, **extra), p)
+        for n, acc in _accounts(st).items():
+            if acc: save_account(acc, Path(d)/f'data-{n}')
     return p
 
 # %% ../nbs/06_pipelines.ipynb #eccffc83
@@ -230,16 +233,6 @@ def finish_run(st:Study, d:Path, m, method:str, seed:int, extra:dict)->dict:
         save_json(res, d/'results.json')
     barrier()
     return load_json(d/'results.json')
-
-# %% ../nbs/06_pipelines.ipynb #99f08615
-def export_cleaned(rows:list, path:str|Path)->Path:
-    "Save tokenized `rows` with selection labels as a Hugging Face dataset at `path`."
-    import datasets
-    ds = datasets.Dataset.from_dict(dict(id=[r['id'] for r in rows], input_ids=[r['input_ids'].tolist() for r in rows],
-                                         attention_mask=[[1] * len(r['input_ids']) for r in rows],
-                                         labels=[r['labels'].tolist() for r in rows]))
-    ds.save_to_disk(str(path))
-    return Path(path)
 
 # %% ../nbs/06_pipelines.ipynb #73bfbeef
 def reference_result(st:Study)->dict:

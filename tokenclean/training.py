@@ -24,10 +24,10 @@ class TrainConfig:
     batch_size:int=48           # effective batch (samples per optimizer step)
     micro_batch:int|str=8       # samples per forward pass (gradient accumulation); 'auto': the study's memory plan
     warmup_ratio:float=0.03     # share of steps of linear warm-up
-    weight_decay:float=0.0
+    weight_decay:float=0.0      # AdamW weight decay
     max_grad_norm:float|None=None # gradient clipping (None: off, as in the paper)
     shuffle:bool=True           # the paper did not shuffle: set False to reproduce it
-    seed:int=42
+    seed:int=42                 # seed of the data order and dropout (the study sets it per run)
     save_every:int=50           # steps between resumable checkpoints (0: never)
     gradient_checkpointing:bool|str=False # recompute activations in the backward pass (less memory, ~30% slower)
     precision:str='fp32'        # autocast: 'fp32', 'bf16' or 'fp16' (with gradient scaling)
