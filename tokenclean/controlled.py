@@ -21,7 +21,7 @@ from .theory import bound_full, bound_fixed, j_star, clean_beats_full
 __all__ = ['ARMS', 'KINDS', 'SYSTEM', 'OPEN', 'CLOSE', 'ControlledConfig', 'tiny', 'common_words', 'World', 'make_world',
            'response_pieces', 'make_sample', 'make_splits', 'token_kinds', 'oracle_selection', 'kind_rates',
            'lora_targets', 'new_model', 'fit', 'eval_rows', 'heldout_metrics', 'ControlledStudy', 'reference',
-           'pool_scores', 'evolve', 'run_arm', 'run_controlled', 'long_results', 'rate_rows', 'theory_table']
+           'pool_scores', 'evolve', 'run_arm', 'run_controlled', 'long_results', 'rate_rows', 'collect', 'theory_table']
 
 # %% ../nbs/15_controlled.ipynb #ac0f1204
 ARMS = ('full', 'random', 'fixed', 'rho', 'oracle', 'self_evolving', 'self_evolving_control')
@@ -364,7 +364,22 @@ def rate_rows(results:list):
     rows += [(r['experiment'], r['arm'], r['seed'], 'trained_tokens', 'selection', float(r['trained_tokens'])) for r in results]
     return pd.DataFrame(rows, columns=['experiment', 'arm', 'seed', 'item', 'metric', 'value'])
 
-# %% ../nbs/15_controlled.ipynb #367fae9c
+# %% ../nbs/15_controlled.ipynb #d6c1749e
+def collect(out:str|Path, assets:str|Path, files:tuple=('config.json', 'scores.npz', 'scores_failure.npz'))->int:
+    "Gather every finished arm under `out` into `assets` (long-format results, rates, wall times, `files`)."
+    import shutil
+    out, assets = Path(out), Path(assets)
+    results = [load_json(p) for p in sorted(out.glob('*/*/result.json'))]
+    if not results: return 0
+    assets.mkdir(parents=True, exist_ok=True)
+    long_results(results).to_csv(assets/'items.csv.gz', index=False)
+    rate_rows(results).to_csv(assets/'selection.csv', index=False)
+    for f in files:
+        if (out/f).exists(): shutil.copy(out/f, assets/f)
+    save_json({f"{r['experiment']}/{r['arm']}-s{r['seed']}": r['wall_s'] for r in results}, assets/'wall_s.json')
+    return len(results)
+
+# %% ../nbs/15_controlled.ipynb #39cf8665
 def theory_table(sel, # long-format selection rates (`rate_rows`), one experiment
                  k:float=0.6, delta:float=0.05,
                 ):    # one row per arm: measured rates, bounds and the predicted direction
