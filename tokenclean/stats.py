@@ -77,7 +77,8 @@ def verdict(r:AttrDict,                # a `compare` result
         return 'no detectable difference'
     if r.lo == r.hi == 0: return 'cannot resolve: no item differs'
     v = read(r.lo, r.hi)
-    if 'seed_lo' in r: v += f"; seeds: {read(r.seed_lo, r.seed_hi)} (t({r.df}) = {r.t:.2f}, p = {r.p:.3f})"
+    if 'seed_lo' in r and not np.isfinite(r.t): v += '; seeds: not testable (every seed gives the same difference)'
+    elif 'seed_lo' in r: v += f"; seeds: {read(r.seed_lo, r.seed_hi)} (t({r.df}) = {r.t:.2f}, p = {r.p:.3f})"
     return v
 
 # %% ../nbs/08a_stats.ipynb #3a95398c
