@@ -10,6 +10,7 @@ from pathlib import Path
 from .core import *
 from .config import *
 from .pipelines import *
+from .models import is_main
 from .training import TrainConfig
 from .export import export_cleaned, export_meta
 
