@@ -382,7 +382,7 @@ def collect(out:str|Path, assets:str|Path, files:tuple=('config.json', 'scores.n
 # %% ../nbs/15_controlled.ipynb #39cf8665
 def theory_table(sel, # long-format selection rates (`rate_rows`), one experiment
                  k:float=0.6, delta:float=0.05,
-                ):    # one row per arm: measured rates, bounds and the predicted direction
+                )->'pandas.DataFrame': # one row per arm: measured rates, bounds and the predicted direction
     "The bounds of `10_theory` from the measured rates of each arm (means over seeds)."
     import pandas as pd
     w = sel.pivot_table(index='arm', columns='item', values='value', aggfunc='mean')

@@ -104,7 +104,7 @@ def comparison_table(df,                     # long-format results
                      lower_is_better=(),     # metrics where a negative difference is a gain (e.g. NLL)
                      experiment:str|None=None,
                      base_experiment:str|None=None, # the baseline's experiment, if it differs
-                    ):                       # one row per pair and metric
+                    )->'pandas.DataFrame':   # one row per pair and metric
     "Item-paired bootstrap and seed-level comparisons of several arm pairs, with verdicts."
     import pandas as pd
     rows = []
