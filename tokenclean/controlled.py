@@ -285,9 +285,7 @@ def evolve(st:ControlledStudy, seed:int, clean:bool=True)->tuple:
         if clean and t > 0:
             m.eval()
             sel = select(pool_scores(st, m, part), 'global', c.k)
-        else:
-            sc = pool_scores(st, m, part) if t == 0 else _unscored(part)
-            sel = select(sc, 'full')
+        else: sel = select(_unscored(part), 'full')             # every token: no model pass needed
         fit(m, apply_selection(sel, part.rows), c, seed + t)
         keeps.append(sel.keep)
         kinds.append(st.kind_of(sel.scores))
