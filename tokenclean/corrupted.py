@@ -22,11 +22,16 @@ class CorruptedConfig(ControlledConfig):
     pool:int=128               # corrupted GSM8K training samples
     warmup:int=64              # clean GSM8K warm-up samples of the reference
     heldout:int=200            # held-out GSM8K problems with clean answers
-    p_number:float=0.3         # share of pool samples with a wrong intermediate number
-    p_filler:float=0.3         # ... with an off-topic sentence
-    p_boiler:float=0.3         # ... with closing boilerplate
+    p_number:float=0.5         # share of pool samples whose intermediate results are wrong
+    all_numbers:bool=True      # in those, every `>>result` is wrong (else one)
+    p_filler:float=0.5         # share of pool samples with off-topic sentences
+    fillers:int=2              # off-topic sentences per such sample (each on its own line)
+    p_boiler:float=0.5         # share of pool samples with closing boilerplate
+    k:float=0.8                # kept share: the clean share of the pool's tokens, rounded down (see below)
     max_len:int=256
-    epochs:int=1; ref_epochs:int=2; lr:float=1e-3
+    epochs:int=1
+    ref_epochs:int=2
+    lr:float=1e-3
     arms:list=None
 
     def __post_init__(self): self.arms = self.arms or ['full', 'random', 'fixed', 'oracle']
@@ -38,19 +43,22 @@ def _edit(text:str, kinds:list, a:int, b:int, new:str, kind:str)->tuple:
     "Replace `text[a:b]` by `new` (of `kind`)."
     return text[:a] + new + text[b:], kinds[:a] + [kind]*len(new) + kinds[b:]
 
+def _wrong(v:int, rng:random.Random)->str:
+    "A wrong value near `v`."
+    return str(v + rng.choice([-1, 1])*rng.randint(1, max(2, v//4 + 1)))
+
 def corrupt(answer:str, rng:random.Random, c:CorruptedConfig, sentences:list)->tuple:
     "(text, character spans with kinds, applied corruptions) of one worked answer."
     text, kinds, done = answer, ['informative']*len(answer), []
-    results = [m for m in re.finditer(r'>>(\d+)', text)]
+    results = list(re.finditer(r'>>(\d+)', text))
     if rng.random() < c.p_number and results:
-        m = rng.choice(results)
-        v = int(m.group(1))
-        text, kinds = _edit(text, kinds, m.start(1), m.end(1), str(v + rng.choice([-1, 1])*rng.randint(1, max(2, v//4 + 1))), 'misleading')
+        for m in reversed(results if c.all_numbers else [rng.choice(results)]):   # from the end: offsets stay valid
+            text, kinds = _edit(text, kinds, m.start(1), m.end(1), _wrong(int(m.group(1)), rng), 'misleading')
         done.append('number')
     lines = [i for i, ch in enumerate(text) if ch == '\n']
     if rng.random() < c.p_filler and lines:
-        at = rng.choice(lines) + 1
-        text, kinds = _edit(text, kinds, at, at, rng.choice(sentences) + '\n', 'filler')
+        for at in sorted(rng.sample(lines, min(c.fillers, len(lines))), reverse=True):
+            text, kinds = _edit(text, kinds, at + 1, at + 1, rng.choice(sentences) + '\n', 'filler')
         done.append('filler')
     if rng.random() < c.p_boiler:
         text, kinds = _edit(text, kinds, len(text), len(text), '\n' + BOILERPLATE, 'boilerplate')
