@@ -4,16 +4,16 @@
 
 # %% ../nbs/03_scoring.ipynb #8205e468
 from __future__ import annotations
-import contextlib, math, os, time
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-import numpy as np, torch, torch.nn.functional as F
+import numpy as np, torch
 from .core import *
-from .models import adapter_off, fingerprint, autocast
+from .models import adapter_off, fingerprint, autocast, processes
 
 # %% auto #0
 __all__ = ['lm_parts', 'token_nll', 'collate', 'length_batches', 'padding_waste', 'LossStore', 'check_token_nll', 'token_losses',
-           'Scores', 'join_scores', 'save_scores', 'load_scores']
+           'process_losses', 'Scores', 'join_scores', 'save_scores', 'load_scores']
 
 # %% ../nbs/03_scoring.ipynb #2d809e02
 def lm_parts(model)->tuple:
@@ -45,7 +45,8 @@ def collate(rows:list, pad_id:int)->dict:
     mask = torch.zeros((len(rows), n), dtype=torch.long)
     for i, r in enumerate(rows):
         k = len(r['input_ids'])
-        ids[i, :k] = torch.from_numpy(r['input_ids'].astype(np.int64)); mask[i, :k] = 1
+        ids[i, :k] = torch.from_numpy(r['input_ids'].astype(np.int64))
+        mask[i, :k] = 1
         labels[i, :k] = torch.from_numpy(r['labels'].astype(np.int64))
     return dict(input_ids=ids, attention_mask=mask, labels=labels)
 
@@ -59,7 +60,9 @@ def length_batches(lengths, max_tokens:int=8192, # padded tokens per batch at mo
     batches, cur = [], []
     for i in order:
         full = (len(cur) + 1) * lengths[cur[0]] > max_tokens or len(cur) >= max_rows if cur else False
-        if cur and (full or lengths[cur[0]] > (1 + max_waste) * lengths[i]): batches.append(cur); cur = []
+        if cur and (full or lengths[cur[0]] > (1 + max_waste) * lengths[i]):
+            batches.append(cur)
+            cur = []
         cur.append(int(i))
     return batches + ([cur] if cur else [])
 
@@ -84,7 +87,8 @@ class LossStore:
         out = {}
         for i in range(load_json(self.path/'meta.json')['n_shards']):
             for r in pq.read_table(self.shard(i)).to_pylist():
-                out[r['id']] = (np.asarray(r['pos'], np.int32), np.asarray(r['token'], np.int32), np.asarray(r['loss'], np.float32))
+                out[r['id']] = (np.asarray(r['pos'], np.int32), np.asarray(r['token'], np.int32),
+                                np.asarray(r['loss'], np.float32))
         return out
 
 # %% ../nbs/03_scoring.ipynb #cd667062
@@ -99,17 +103,17 @@ def check_token_nll(model, batch:dict, precision:str='fp32', # a padded batch wi
     diff = abs(ours.mean().item() - theirs.float().item()) / max(abs(theirs.float().item()), 1e-6)
     if not diff <= rtol:
         name = type(model.get_base_model() if hasattr(model, 'get_base_model') else model).__name__
-        raise TokencleanError(f"{name}: tokenclean's per-token loss ({ours.mean().item():.5f}) differs from the model's "
-                              f"own loss ({theirs.item():.5f}) by {diff:.1%}: the model transforms its logits inside "
-                              "forward() (e.g. Granite's logits_scaling, Cohere's logit_scale), which token_nll does not "
-                              "apply; such a model cannot be scored yet")
+        raise TokencleanError(f"{name}: tokenclean's per-token loss ({ours.mean().item():.5f}) differs from the "
+                              f"model's own loss ({theirs.item():.5f}) by {diff:.1%}: the model transforms its logits "
+                              "inside forward() (e.g. Granite's logits_scaling, Cohere's logit_scale), which token_nll "
+                              "does not apply; such a model cannot be scored yet")
     return diff
 
 # %% ../nbs/03_scoring.ipynb #56d4c447
 def _check_finite(loss:torch.Tensor, rows:list, counts:list):
     "Raise naming the first sample whose loss is NaN or infinite."
     if torch.isfinite(loss).all(): return
-    bad = int((~torch.isfinite(loss)).nonzero()[0]); ends = np.cumsum(counts)
+    bad, ends = int((~torch.isfinite(loss)).nonzero()[0]), np.cumsum(counts)
     r = rows[int(np.searchsorted(ends, bad, side='right'))]
     raise TokencleanError(f"sample {r['id']}: non-finite token loss ({loss[bad].item()}) at a response token; "
                           "check the model's dtype (fp16 overflows) and the data")
@@ -124,7 +128,8 @@ def _shard_losses(model, rows:list, pad_id:int, max_tokens:int, bar=None, precis
         _check_finite(loss, [rows[i] for i in b], counts)
         for i, part in zip(b, torch.split(loss, counts)):
             pos = np.nonzero(rows[i]['labels'][1:] != -100)[0] + 1
-            recs[i] = dict(id=rows[i]['id'], pos=pos.tolist(), token=rows[i]['input_ids'][pos].tolist(), loss=part.tolist())
+            recs[i] = dict(id=rows[i]['id'], pos=pos.tolist(), token=rows[i]['input_ids'][pos].tolist(),
+                           loss=part.tolist())
         if bar is not None: bar.update(int(batch['attention_mask'].sum()))
     return recs
 
@@ -147,7 +152,8 @@ def token_losses(model, tp, # a model (or `PeftModel`) and a `TokenizedPool`
     todo = [s for s in range(len(shards)) if s % world == rank and not store.shard(s).exists()]
     bar = tqdm(total=sum(len(tp[i]['input_ids']) for s in todo for i in shards[s]), desc=desc, unit='tok',
                unit_scale=True, disable=not progress)
-    was_training = model.training; model.eval()            # no dropout while scoring
+    was_training = model.training
+    model.eval()                                           # no dropout while scoring
     try:
         with adapter_off(model) if not adapter else contextlib.nullcontext():
             if check and todo: check_token_nll(model, _probe(tp, shards[todo[0]], pad_id, model.device), precision)
@@ -157,7 +163,9 @@ def token_losses(model, tp, # a model (or `PeftModel`) and a `TokenizedPool`
     finally: model.train(was_training)
     bar.close()
     _barrier(world)
-    if rank != 0 or not all(store.shard(s).exists() for s in range(len(shards))): _barrier(world); return store
+    if rank != 0 or not all(store.shard(s).exists() for s in range(len(shards))):
+        _barrier(world)
+        return store
     save_json(dict(key=key, pool_key=tp.key, model=fingerprint(model, adapter), adapter=adapter, n_samples=len(tp),
                    n_shards=len(shards), shard_size=shard_size, max_len=tp.max_len, template=tp.template,
                    precision=precision), store.path/'meta.json')
@@ -175,11 +183,26 @@ def _barrier(world:int):
     import torch.distributed as dist
     if world > 1 and dist.is_available() and dist.is_initialized(): dist.barrier()
 
+# %% ../nbs/03_scoring.ipynb #39506901
+def process_losses(model, tp, root:str|Path, # as for `token_losses`
+                   **kwargs, # any other argument of `token_losses` but `rank` and `world`
+                  )->LossStore: # the complete store, in every process
+    "`token_losses` for this process's share of the shards, when launched on several processes."
+    rank, world = processes()
+    return token_losses(model, tp, root, rank=rank, world=world, **kwargs)
+
 # %% ../nbs/03_scoring.ipynb #db38437e
 @dataclass
 class Scores:
     "Flat per-token arrays over a pool: `score = base − ref`, samples contiguous."
-    ids:list; sources:list; offsets:np.ndarray; pos:np.ndarray; token:np.ndarray; base:np.ndarray; ref:np.ndarray
+    ids:list
+    sources:list
+    offsets:np.ndarray
+    pos:np.ndarray
+    token:np.ndarray
+    base:np.ndarray
+    ref:np.ndarray
+
     @property
     def score(self)->np.ndarray: return self.base - self.ref
     def __len__(self): return len(self.token)
@@ -196,7 +219,9 @@ def join_scores(tp, base:dict, ref:dict)->Scores:
         (pb, tb, lb), (pr, tr, lr) = base[r['id']], ref[r['id']]
         if not (np.array_equal(pb, pr) and np.array_equal(tb, tr)):
             raise TokencleanError(f"sample {r['id']}: base and reference losses cover different tokens (stale cache?)")
-        parts.append((pb, tb, lb, lr)); ids.append(r['id']); srcs.append(r['source'])
+        parts.append((pb, tb, lb, lr))
+        ids.append(r['id'])
+        srcs.append(r['source'])
     offsets = np.concatenate([[0], np.cumsum([len(p[0]) for p in parts])]).astype(np.int64)
     cat = lambda j, dt: np.concatenate([p[j] for p in parts]).astype(dt) if parts else np.zeros(0, dt)
     return Scores(ids, srcs, offsets, cat(0, np.int32), cat(1, np.int32), cat(2, np.float32), cat(3, np.float32))
@@ -205,10 +230,12 @@ def join_scores(tp, base:dict, ref:dict)->Scores:
 def save_scores(sc:Scores, path:str|Path)->Path:
     "Write `sc` as a per-sample Parquet table, atomically."
     import pyarrow as pa, pyarrow.parquet as pq
-    s = sc.score; cols = dict(id=[], source=[], pos=[], token=[], base=[], ref=[], score=[])
+    s, cols = sc.score, dict(id=[], source=[], pos=[], token=[], base=[], ref=[], score=[])
     for i, (sid, src) in enumerate(zip(sc.ids, sc.sources)):
         sl = sc.sample(i)
-        for k, v in dict(id=sid, source=src, pos=sc.pos[sl], token=sc.token[sl], base=sc.base[sl], ref=sc.ref[sl], score=s[sl]).items(): cols[k].append(v)
+        row = dict(id=sid, source=src, pos=sc.pos[sl], token=sc.token[sl], base=sc.base[sl], ref=sc.ref[sl],
+                   score=s[sl])
+        for k, v in row.items(): cols[k].append(v)
     with atomic_path(path) as tmp: pq.write_table(pa.table(cols), tmp)
     return Path(path)
 
@@ -218,4 +245,5 @@ def load_scores(path:str|Path)->Scores:
     t = pq.read_table(path).to_pydict()
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in t['pos']])]).astype(np.int64)
     cat = lambda k, dt: np.concatenate([np.asarray(x, dt) for x in t[k]]) if t[k] else np.zeros(0, dt)
-    return Scores(t['id'], t['source'], offsets, cat('pos', np.int32), cat('token', np.int32), cat('base', np.float32), cat('ref', np.float32))
+    return Scores(t['id'], t['source'], offsets, cat('pos', np.int32), cat('token', np.int32), cat('base', np.float32),
+                  cat('ref', np.float32))
