@@ -6,19 +6,18 @@
 Every ratio is measured in the same run, on the same data, model and threads:
 
 1. scoring throughput and peak memory of `token_losses` (base = adapter off, reference = a LoRA adapter
-   with non-zero B) against a faithful re-implementation of the original approach (`orig_scores` below);
+   with non-zero B) against a faithful re-implementation of the original approach (`orig_scores`, from the scoring notebook);
    each variant runs in its own child process, whose peak RSS is read with `resource.getrusage`;
 2. model FLOP utilisation of scoring against a large fp32 matmul timed here with the same threads;
 3. padding waste (padded / real tokens - 1) of tokenclean's batching against the original's;
 4. the global threshold over 10M random scores: `top_k_mask` against a pure-Python sort;
 5. a masked training step (60% of response tokens kept) against a full-token step on the same batch.
 
-Where the installed `tokenclean.scoring` lacks the batching/chunking proposed in the Performance issue, the
-script also measures a 'tokenclean + proposal' variant (monkey-patched in the child process only) and labels
-it as such; the goals are judged on the shipped code.
+The original approach is `orig_scores` of nbs/03_scoring.ipynb, an unexported cell that this script runs
+(`notebook_function`): the notebook checks it against `token_losses`, the benchmark times it.
 """
 from __future__ import annotations
-import argparse, inspect, json, math, os, platform, resource, subprocess, sys, tempfile, time
+import argparse, json, math, os, platform, re, resource, subprocess, sys, tempfile, time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
@@ -93,69 +92,25 @@ def flops(model, rows:list)->dict:
     base = 2 * p_layers * L.sum() + attn + head
     return dict(base=base, ref=base + 2 * p_lora * L.sum(), p_layers=p_layers, p_lora=p_lora, tokens=float(L.sum()), scored=S)
 
-# ------------------------------------------------------------------- the original approach, re-implemented
-def orig_scores(model, rows:list, pad_id:int, batch_size:int, k:float=0.6, max_len:int=2048):
-    """The original scoring: per model two separate full passes over batches padded to the longest in data order
-    (fixed batch size), full-vocabulary fp32 logits, cross-entropy computed twice (the HF loss, then per token),
-    per-token losses kept as Python lists padded to `max_len`, and the threshold by a Python sort of every token."""
-    import torch, torch.nn.functional as F
-    from tokenclean.models import adapter_off
-    from tokenclean.scoring import collate
-    losses = {}
-    for name, ctx in (('base', lambda: adapter_off(model)), ('ref', _null)):
-        out = []
-        with ctx(), torch.no_grad():
-            for i in range(0, len(rows), batch_size):
-                b = collate(rows[i:i + batch_size], pad_id)
-                mean_loss = model(**b).loss.item()                    # pass 1: full logits, cross-entropy #1
-                logits = model(input_ids=b['input_ids'], attention_mask=b['attention_mask']).logits.float()  # pass 2
-                V = logits.shape[-1]
-                ce = F.cross_entropy(logits[:, :-1].reshape(-1, V), b['labels'][:, 1:].reshape(-1),
-                                     reduction='none', ignore_index=-100).view(len(b['input_ids']), -1)  # cross-entropy #2
-                for j in range(ce.shape[0]):
-                    l = [0.0] + ce[j].tolist()                         # loss of token t stored at t
-                    out.append(l + [0.0] * (max_len - len(l)))         # Python lists padded to max_len
-        losses[name] = out
-    scores, where = [], []
-    for i, r in enumerate(rows):
-        lab = r['labels'].tolist()
-        for t in range(1, len(lab)):
-            if lab[t] != -100: scores.append(losses['base'][i][t] - losses['ref'][i][t]); where.append((i, t))
-    n_keep = math.floor(len(scores) * k + 1e-9)
-    thr = sorted(scores, reverse=True)[n_keep - 1]                     # pure-Python sort of every token
-    keep = [s >= thr for s in scores]
-    return scores, keep
+# ----------------------------------------------------------------------- the original approach, from its notebook
+def notebook_function(nb:Path, name:str):
+    "The function `name` as the (unexported) cell of notebook `nb` that defines it runs, alone."
+    from execnb.nbio import read_nb
+    cells = [c for c in read_nb(nb).cells if c.cell_type == 'code' and re.search(rf'^def {name}\(', c.source, re.M)]
+    if len(cells) != 1: sys.exit(f'{nb}: {len(cells)} cells define {name}, not one')
+    ns = {}
+    exec(compile(cells[0].source, f'{nb}:{name}', 'exec'), ns)
+    return ns[name]
 
-import contextlib
-_null = contextlib.nullcontext
-
-# ------------------------------------------------------------------------------ the proposed patch (child only)
-def proposed_length_batches(lengths, max_tokens:int=8192, max_rows:int=64, max_waste:float=0.05)->list:
-    "Lists of indices, longest first, within `max_tokens` padded tokens; no row is padded by more than `max_waste`."
-    import numpy as np
-    order = np.argsort(-np.asarray(lengths), kind='stable')
-    batches, cur = [], []
-    for i in order:
-        if cur and ((len(cur) + 1) * lengths[cur[0]] > max_tokens or len(cur) >= max_rows
-                    or lengths[cur[0]] > (1 + max_waste) * lengths[i]): batches.append(cur); cur = []
-        cur.append(int(i))
-    return batches + ([cur] if cur else [])
-
-def shipped_has_proposal()->bool:
-    import tokenclean.scoring as S
-    return 'max_waste' in inspect.signature(S.length_batches).parameters
-
-def apply_proposal(chunk:int):
-    import tokenclean.scoring as S
-    S.length_batches = proposed_length_batches
-    d = list(S.token_nll.__defaults__); d[0] = chunk; S.token_nll.__defaults__ = tuple(d)
+def orig_scores(*args, **kwargs):
+    "The original scoring approach: `orig_scores` of nbs/03_scoring.ipynb (the unexported cell is its only copy)."
+    return notebook_function(HERE.parents[1]/'nbs'/'03_scoring.ipynb', 'orig_scores')(*args, **kwargs)
 
 # -------------------------------------------------------------------------------------------- child runs
 def child_score(args)->dict:
     torch = setup(args.threads)
     import numpy as np
     from tokenclean.models import load_tokenizer
-    if args.child == 'proposal': apply_proposal(args.chunk)
     tok = load_tokenizer(args.model)
     tp = pool_slice(tok, args.samples, args.seed, args.max_len)
     model = scoring_model(torch, args)
@@ -231,8 +186,7 @@ def run_child(kind:str, args)->dict:
 
 # ---------------------------------------------------------------------------------- in-process measures
 def padding(args)->dict:
-    torch = setup(args.threads)
-    import numpy as np
+    setup(args.threads)
     from tokenclean.models import load_tokenizer
     from tokenclean.scoring import length_batches, padding_waste
     tok = load_tokenizer(args.model)
@@ -240,10 +194,8 @@ def padding(args)->dict:
         L = [len(r['input_ids']) for r in tp.rows]
         orig = padding_waste(L, [list(range(i, min(i + args.orig_batch, len(L)))) for i in range(0, len(L), args.orig_batch)])
         shards = [list(range(i, min(i + 256, len(L)))) for i in range(0, len(L), 256)]    # token_losses' shards
-        def tc(lb):
-            bs = [[s[j] for j in b] for s in shards for b in lb([L[i] for i in s], args.max_tokens)]
-            return padding_waste(L, bs)
-        return dict(orig=orig, tc=tc(length_batches), proposal=tc(proposed_length_batches))
+        tc = [[s[j] for j in b] for s in shards for b in length_batches([L[i] for i in s], args.max_tokens)]
+        return dict(orig=orig, tc=padding_waste(L, tc))
     out = dict(slice=waste(pool_slice(tok, args.samples, args.seed, args.max_len)))
     if args.full_pool_padding:
         from tokenclean.data import load_pool, tokenize_pool
@@ -251,7 +203,7 @@ def padding(args)->dict:
     return out
 
 def threshold(args)->dict:
-    torch = setup(args.threads)
+    setup(args.threads)
     import numpy as np
     from tokenclean.selection import top_k_mask
     s = np.random.default_rng(0).standard_normal(args.n_scores).astype(np.float32)
@@ -269,7 +221,7 @@ def threshold(args)->dict:
 
 # ---------------------------------------------------------------------------------------------- report
 def report(r:dict)->list:
-    o, t = r['orig'], r['tc']; p = r.get('proposal')
+    o, t = r['orig'], r['tc']
     tput = lambda x: x['tokens'] / x['seconds']
     mfu = lambda x: (x['flops']['base'] + x['flops']['ref']) / x['seconds'] / (r['matmul_gflops'] * 1e9)
     rows = []
@@ -289,13 +241,6 @@ def report(r:dict)->list:
     tr = r['train']
     add('masked (60%) / full training step', f"{tr['masked_s']/tr['full_s']:.2f}x", '<= 1.0x', tr['masked_s'] / tr['full_s'] <= 1.0,
         f"{tr['masked_s']:.2f} vs {tr['full_s']:.2f} s, {tr['rows']} samples")
-    if p:
-        add('  proposal: throughput vs original', f"{tput(p)/tput(o):.2f}x", '>= 4x', tput(p) / tput(o) >= 4, f"{tput(p):.0f} tokens per CPU-s")
-        add('  proposal: peak memory vs original', f"{p['peak_mb']/o['peak_mb']:.2f}x", '<= 0.6x', p['peak_mb'] / o['peak_mb'] <= 0.6, f"{p['peak_mb']:.0f} MB")
-        add('  proposal: model FLOP utilisation', f"{mfu(p):.1%}", '>= 50%', mfu(p) >= 0.5,
-            f"{(p['flops']['base']+p['flops']['ref'])/p['seconds']/1e9:.0f} of {r['matmul_gflops']:.0f} GFLOP/s")
-        add('  proposal: padding waste', f"{pw['proposal']:.1%}", '<= 5%', pw['proposal'] <= 0.05,
-            f"whole pool: {r['padding']['pool']['proposal']:.1%}" if 'pool' in r['padding'] else '')
     return rows
 
 def print_table(rows:list):
@@ -316,12 +261,10 @@ def main():
     ap.add_argument('--max-len', type=int, default=2048)
     ap.add_argument('--max-tokens', type=int, default=8192, help="tokenclean's padded tokens per batch")
     ap.add_argument('--orig-batch', type=int, default=8, help="the original's fixed batch size")
-    ap.add_argument('--chunk', type=int, default=256, help="the proposal's output-projection chunk")
     ap.add_argument('--n-scores', type=int, default=10_000_000)
     ap.add_argument('--py-sort-n', type=int, default=1_000_000, help='Python sort size (extrapolated n log n to --n-scores)')
     ap.add_argument('--train-rows', type=int, default=2)
     ap.add_argument('--train-reps', type=int, default=2)
-    ap.add_argument('--no-proposal', action='store_true', help='skip the monkey-patched proposal variant')
     ap.add_argument('--full-pool-padding', action='store_true', help='also compute padding waste on the whole pool')
     ap.add_argument('--child', help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -337,10 +280,9 @@ def main():
     r['threshold'] = threshold(args); print('  [threshold] done', flush=True)
     r['tc'] = run_child('tc', args)
     r['orig'] = run_child('orig', args)
-    if not args.no_proposal and not shipped_has_proposal(): r['proposal'] = run_child('proposal', args)
     r['train'] = run_child('train', args)
     peaks.append(matmul_peak(torch))
-    r['matmul_gflops'] = max(peaks + [r[k]['matmul_gflops'] for k in ('tc', 'orig', 'proposal') if k in r])
+    r['matmul_gflops'] = max(peaks + [r[k]['matmul_gflops'] for k in ('tc', 'orig')])
     import tokenclean, transformers
     r['machine'] = dict(cpu=_cpu_name(), cores=os.cpu_count(), threads=args.threads, python=platform.python_version(),
                         torch=torch.__version__, transformers=transformers.__version__, tokenclean=tokenclean.__version__,

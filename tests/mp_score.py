@@ -16,11 +16,11 @@ N_SAMPLES, MAX_LEN, SHARD = 12, 256, 2
 def pool(tok): return tokenize_pool(tok, load_pool('default', limit=N_SAMPLES), MAX_LEN, verbose=False)
 
 def score(out:str, rank:int, world:int):
-    "Score the slice with `tiny-random` (seed 0 in every rank); each rank writes its shards."
-    from tokenclean.scoring import token_losses
+    "Score the slice with `tiny-random` (seed 0 in every rank); each rank writes its shards (`process_losses`)."
+    from tokenclean.scoring import process_losses
     tok = load_tokenizer('tiny-random')
     model = load_model('tiny-random', device='cpu', seed=0)
-    st = token_losses(model, pool(tok), out, pad_id=tok.pad_token_id, shard_size=SHARD, progress=False, rank=rank, world=world)
+    st = process_losses(model, pool(tok), out, pad_id=tok.pad_token_id, shard_size=SHARD, progress=False)
     if rank == 0: print('STORE', st.path)
 
 def masked_rows(tok)->list:
