@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_cli.ipynb #70c09f54
 from __future__ import annotations
-import argparse, dataclasses, inspect, io, os, sys, textwrap, tokenize
+import argparse, dataclasses, inspect, io, sys, textwrap, tokenize
 from dataclasses import asdict
 from pathlib import Path
 from .core import *

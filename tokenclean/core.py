@@ -39,12 +39,15 @@ def stable_hash(*parts, n:int=16 # number of hex characters kept
 @contextlib.contextmanager
 def atomic_path(path:str|Path): # the final path
     "Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        mask = os.umask(0); os.umask(mask); os.chmod(tmp, 0o666 & ~mask)   # mkstemp's 0600 -> the usual mode
+        mask = os.umask(0)                                  # read the umask (setting it is the only way)...
+        os.umask(mask)                                      # ...and put it back
+        os.chmod(tmp, 0o666 & ~mask)                        # mkstemp's 0600 -> the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
@@ -69,7 +72,9 @@ def set_threads(n:int|None=None): # threads; default `$OMP_NUM_THREADS` or 1
 
 class Timer:
     "Context manager that records wall time in `.s`."
-    def __enter__(self): self.t0 = time.perf_counter(); return self
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
     def __exit__(self, *a): self.s = time.perf_counter() - self.t0
 
 # %% ../nbs/00_core.ipynb #0da5f062

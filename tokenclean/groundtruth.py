@@ -4,9 +4,9 @@
 
 # %% ../nbs/11_ground_truth.ipynb #771c3662
 from __future__ import annotations
-import json, math, random
+import json, random
 from pathlib import Path
-import numpy as np, torch
+import numpy as np
 from .core import *
 from .data import render
 from .models import fingerprint
@@ -32,7 +32,8 @@ def filler_words(tok, # the model's tokenizer
                 )->list: # the n most frequent words (lowest token ids) that are one token with a leading space
     "Lower-case alphabetic single-token words, not used by the tasks, most frequent first."
     v = tok.get_vocab()
-    ok = lambda w: w.startswith('Ġ') and w[1:].isalpha() and w[1:].islower() and len(w) > min_len and w[1:] not in TASK_WORDS
+    def ok(w): return (w.startswith('Ġ') and w[1:].isalpha() and w[1:].islower() and len(w) > min_len
+                       and w[1:] not in TASK_WORDS)
     return [w[1:] for w in sorted(v, key=v.get) if ok(w)][:n]
 
 # %% ../nbs/11_ground_truth.ipynb #430724f1
@@ -44,8 +45,10 @@ def make_task(rng:random.Random, # seeded generator
         a, b = rng.randint(10, 49), rng.randint(10, 49)
         return f'Add {a} and {b}.', str(a + b)
     if kind == 'copy':
-        w = rng.choice(WORDS); return f'Repeat the word {w}.', w
-    c = rng.choice(list(CODES)); return f'Code for {c}?', CODES[c]
+        w = rng.choice(WORDS)
+        return f'Repeat the word {w}.', w
+    c = rng.choice(list(CODES))
+    return f'Code for {c}?', CODES[c]
 
 # %% ../nbs/11_ground_truth.ipynb #3b14a300
 def make_sample(rng:random.Random, # seeded generator
@@ -60,9 +63,12 @@ def make_sample(rng:random.Random, # seeded generator
     text, spans = '', []
     for j, p in enumerate(pieces):
         for _ in range(gaps.count(j)):
-            w = ' ' + rng.choice(words); spans.append((len(text), len(text) + len(w))); text += w
+            w = ' ' + rng.choice(words)
+            spans.append((len(text), len(text) + len(w)))
+            text += w
         text += p
-    msgs = [dict(role='system', content=SYSTEM), dict(role='user', content=prompt), dict(role='assistant', content=text)]
+    msgs = [dict(role='system', content=SYSTEM), dict(role='user', content=prompt),
+            dict(role='assistant', content=text)]
     return dict(id=sid, source='groundtruth', messages=msgs, filler=spans)
 
 # %% ../nbs/11_ground_truth.ipynb #b88cc2ec
@@ -79,7 +85,8 @@ def make_set(n:int, # number of samples
 def save_jsonl(samples:list, path:str|Path)->Path:
     "Write `samples` (id, source, messages) as a JSONL pool that `load_pool` reads."
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(''.join(json.dumps({k: s[k] for k in ('id', 'source', 'messages')}) + '\n' for s in samples))
+        line = lambda s: json.dumps({k: s[k] for k in ('id', 'source', 'messages')}) + '\n'
+        Path(tmp).write_text(''.join(line(s) for s in samples))
     return Path(path)
 
 # %% ../nbs/11_ground_truth.ipynb #a8f17ae6
@@ -97,10 +104,11 @@ def filler_mask(tok, sample:dict, # the tokenizer and a `make_sample` sample
 def truth(tok, samples:list, tp, # the tokenizer, the samples and their `TokenizedPool`
          )->dict: # id -> bool filler flag per token position
     "Filler flags of every tokenized pool row, checked against the pool's own token ids."
-    by_id = {s['id']: s for s in samples}; out = {}
+    by_id, out = {s['id']: s for s in samples}, {}
     for r in tp.rows:
         ids, flag = filler_mask(tok, by_id[r['id']], tp.max_len)
-        if not np.array_equal(ids, r['input_ids']): raise TokencleanError(f"sample {r['id']}: tokens differ from the pool's")
+        if not np.array_equal(ids, r['input_ids']):
+            raise TokencleanError(f"sample {r['id']}: tokens differ from the pool's")
         out[r['id']] = flag
     return out
 
@@ -113,9 +121,11 @@ def informative(sc:Scores, # scores of a pool (or a chunk of it)
 
 def subset_scores(sc:Scores, idx:list)->Scores:
     "The scores of samples `idx` only (e.g. one chunk of the pool)."
-    sl = [sc.sample(i) for i in idx]; cat = lambda a: np.concatenate([a[s] for s in sl])
+    sl = [sc.sample(i) for i in idx]
+    cat = lambda a: np.concatenate([a[s] for s in sl])
     off = np.concatenate([[0], np.cumsum([s.stop - s.start for s in sl])]).astype(np.int64)
-    return Scores([sc.ids[i] for i in idx], [sc.sources[i] for i in idx], off, cat(sc.pos), cat(sc.token), cat(sc.base), cat(sc.ref))
+    return Scores([sc.ids[i] for i in idx], [sc.sources[i] for i in idx], off, cat(sc.pos), cat(sc.token), cat(sc.base),
+                  cat(sc.ref))
 
 # %% ../nbs/11_ground_truth.ipynb #2694b384
 def rates(keep:np.ndarray, # bool per token: kept
@@ -169,8 +179,9 @@ def theory_check(r:AttrDict, # `rates` of a selection
     "The theory's predictions from measured error rates."
     a, b, eta, N = r.alpha, r.beta, r.eta, r.n
     rho = kept_noise(a, b, eta).item()
-    return AttrDict(rho_pred=rho, kappa_pred=keep_frac(a, b, eta).item(), B_fixed=bound_fixed(eta, a, b, N, delta).item(),
-                    B_full=bound_full(eta, N, delta).item(), J=youden(a, b).item(), J_star=j_star(eta, k, N, delta),
+    return AttrDict(rho_pred=rho, kappa_pred=keep_frac(a, b, eta).item(),
+                    B_fixed=bound_fixed(eta, a, b, N, delta).item(), B_full=bound_full(eta, N, delta).item(),
+                    J=youden(a, b).item(), J_star=j_star(eta, k, N, delta),
                     wins=bool(clean_beats_full(eta, rho, k, N, delta)))
 
 # %% ../nbs/11_ground_truth.ipynb #f0be1faa
@@ -186,7 +197,8 @@ def audit_rounds(st, seed:int, # a `Study` whose self-evolving run for `seed` is
         rec = load_json(d/f'round-{t}'/'round.json')
         if t == 0: sel = select(join_scores(part, base, base), 'full')
         else: sel = _round_selection(st, d, t, part, base, rec)
-        if sel.n_kept != rec['selection']['n_kept']: raise TokencleanError(f'round {t}: kept count differs from the record')
+        if sel.n_kept != rec['selection']['n_kept']:
+            raise TokencleanError(f'round {t}: kept count differs from the record')
         out.append(rates(sel.keep, informative(sel.scores, flags)))
     return out
 
@@ -194,6 +206,7 @@ def audit_rounds(st, seed:int, # a `Study` whose self-evolving run for `seed` is
 def _round_selection(st, d:Path, t:int, part, base:dict, rec:dict):
     "Round `t`'s selection: scores of `part` under round `t-1`'s adapter, from the cache."
     ref = with_adapter(st, d/f'round-{t - 1}'/'adapter')
-    if fingerprint(ref) != rec['reference_fp']: raise TokencleanError(f'round {t}: reference fingerprint differs from the record')
+    if fingerprint(ref) != rec['reference_fp']:
+        raise TokencleanError(f'round {t}: reference fingerprint differs from the record')
     store = token_losses(ref, part, st.path('cache'), adapter=True, pad_id=st.tok.pad_token_id, progress=False)
     return select(join_scores(part, base, store.read()), 'global', st.cfg.k)

@@ -41,10 +41,13 @@ def _convert_gguf(spec:dict, out:Path):
     cfg = g.config
     if hasattr(cfg, 'quantization_config'): del cfg.quantization_config
     m = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    m.load_state_dict(g.state_dict()); m.tie_weights(); m.eval()
+    m.load_state_dict(g.state_dict())
+    m.tie_weights()
+    m.eval()
     probe = tok('The quick brown fox jumps over the lazy dog.', return_tensors='pt').input_ids
     with torch.no_grad(): assert torch.equal(g(probe).logits, m(probe).logits), 'conversion changed the logits'
-    m.save_pretrained(out); tok.save_pretrained(out)
+    m.save_pretrained(out)
+    tok.save_pretrained(out)
     save_json(dict(source=spec, converted_from='gguf', logits_checked=True), out/'tokenclean_provenance.json')
 
 # %% ../nbs/01_models.ipynb #2dce4fee
@@ -154,10 +157,12 @@ def load_model(spec:str,                # built-in name, local folder or Hub id
               ):
     "Load a causal LM in eval mode."
     from transformers import AutoModelForCausalLM
-    device = pick_device(device); dt = pick_dtype(device, dtype)
+    device = pick_device(device)
+    dt = pick_dtype(device, dtype)
     if spec == 'tiny-random':
         torch.manual_seed(seed)
-        return AutoModelForCausalLM.from_config(_tiny_config(len(load_tokenizer(spec)), seed), dtype=dt).to(device).eval()
+        cfg = _tiny_config(len(load_tokenizer(spec)), seed)
+        return AutoModelForCausalLM.from_config(cfg, dtype=dt).to(device).eval()
     kw = dict(dtype=dt)
     if quant: kw.update(quantization_config=bnb_config(quant, dt), device_map={'': device})
     try: m = AutoModelForCausalLM.from_pretrained(resolve_model(spec), **kw)
@@ -175,7 +180,8 @@ def fingerprint(model, adapter:bool=True # include LoRA adapter weights
     for n, p in model.named_parameters():
         if not adapter and 'lora_' in n: continue
         f = p.detach().float()
-        stats.append((n.replace('base_model.model.', '').replace('.base_layer', ''), list(p.shape), str(p.dtype), f'{f.sum().item():.6e}', f'{(f*f).sum().item():.6e}'))
+        name = n.replace('base_model.model.', '').replace('.base_layer', '')
+        stats.append((name, list(p.shape), str(p.dtype), f'{f.sum().item():.6e}', f'{(f*f).sum().item():.6e}'))
     return stable_hash(cfg, stats)
 
 # %% ../nbs/01_models.ipynb #df7c52dc

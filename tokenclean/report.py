@@ -20,7 +20,8 @@ METHOD_NAMES = {'reference': 'warm-up ref', 'full': 'full tokens', 'random': 'ra
 
 def _main_metric(m:dict)->str|None:
     "The metric the paper reports for a task: acc, else F1, else the first one."
-    return next((k for k in ('acc', 'f1') if m.get(k) is not None), next((k for k in m if not k.endswith('stderr')), None))
+    first = next((k for k in m if not k.endswith('stderr')), None)
+    return next((k for k in ('acc', 'f1') if m.get(k) is not None), first)
 
 def result_metrics(r:dict)->dict:
     "One result's metrics as `{column: value}` (benchmarks in percent)."
@@ -41,7 +42,8 @@ def check_versions(results:list):
     for r in results:
         for t, v in _versions(r).items():
             if seen.setdefault(t, v) != v:
-                raise TokencleanError(f"task {t} has results of two versions (version, shots, items, data) {seen[t]} and {v}: refusing to mix them")
+                raise TokencleanError(f"task {t} has results of two versions (version, shots, items, data) "
+                                      f"{seen[t]} and {v}: refusing to mix them")
 
 def results_table(results:list)->pd.DataFrame:
     "Mean and std over seeds per method and metric (columns `(metric, 'mean'|'std')`)."
@@ -62,15 +64,17 @@ def _cell(mean, std, n, digits:int)->str:
 def table_text(t:pd.DataFrame, fmt:str='markdown', digits:int=2)->str:
     "The table as Markdown or LaTeX, cells `mean ± std`."
     metrics = list(dict.fromkeys(t.columns.get_level_values(0)))
-    cells = pd.DataFrame({m: [_cell(t.loc[i, (m, 'mean')], t.loc[i, (m, 'std')], t.loc[i, (m, 'n')], 4 if 'loss' in m else digits)
-                              for i in t.index] for m in metrics}, index=[METHOD_NAMES.get(i, i) for i in t.index])
+    def cell(i, m): return _cell(*(t.loc[i, (m, c)] for c in ('mean', 'std', 'n')), 4 if 'loss' in m else digits)
+    cells = pd.DataFrame({m: [cell(i, m) for i in t.index] for m in metrics},
+                         index=[METHOD_NAMES.get(i, i) for i in t.index])
     cells.index.name = 'method'
     return cells.to_markdown(disable_numparse=True) if fmt == 'markdown' else cells.to_latex()
 
 # %% ../nbs/08_report.ipynb #09d8b512
 def save_figure(fig, path:str|Path)->list:
     "Save `fig` as PNG and SVG next to each other; returns the paths."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     outs = [path.with_suffix('.png'), path.with_suffix('.svg')]
     for p in outs: fig.savefig(p, bbox_inches='tight', dpi=120)
     return outs
@@ -81,8 +85,11 @@ def plot_methods(t:pd.DataFrame, metric:str):
     fig, ax = plt.subplots(figsize=(6, 3))
     m, s = t[(metric, 'mean')], t[(metric, 'std')].fillna(0)
     ax.bar([METHOD_NAMES.get(i, i) for i in t.index], m, yerr=s, capsize=4, color='#4C72B0')
-    ax.set_ylabel(metric); ax.tick_params(axis='x', rotation=30); ax.set_title(f'{metric} by method (mean ± std over seeds)')
-    lo, hi = (m - s).min(), (m + s).max(); ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9))
+    ax.set_ylabel(metric)
+    ax.tick_params(axis='x', rotation=30)
+    ax.set_title(f'{metric} by method (mean ± std over seeds)')
+    lo, hi = (m - s).min(), (m + s).max()
+    ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9))
     return fig
 
 # %% ../nbs/08_report.ipynb #2f95838d
@@ -91,34 +98,46 @@ def plot_scores(score:np.ndarray, keep:np.ndarray):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3))
     bins = np.linspace(*np.quantile(score, [0.005, 0.995]), 60)
-    ax.hist(score[keep], bins, alpha=0.7, label=f'kept ({keep.mean():.0%})'); ax.hist(score[~keep], bins, alpha=0.7, label='rejected')
+    ax.hist(score[keep], bins, alpha=0.7, label=f'kept ({keep.mean():.0%})')
+    ax.hist(score[~keep], bins, alpha=0.7, label='rejected')
     if keep.any() and (~keep).any(): ax.axvline(score[keep].min(), color='k', ls='--', label='threshold')
-    ax.set_xlabel('score = loss(base) − loss(reference)'); ax.set_ylabel('tokens'); ax.legend()
+    ax.set_xlabel('score = loss(base) − loss(reference)')
+    ax.set_ylabel('tokens')
+    ax.legend()
     return fig
 
 def plot_kept_by_source(summary:dict):
     "Kept ratio per data source of a selection summary."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 2.6)); ps = summary['per_source']
-    ax.barh(list(ps), list(ps.values()), color='#55A868'); ax.axvline(summary['kept_ratio'], color='k', ls='--', label='overall')
-    ax.set_xlim(0, 1); ax.set_xlabel('share of response tokens kept'); ax.legend()
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    ps = summary['per_source']
+    ax.barh(list(ps), list(ps.values()), color='#55A868')
+    ax.axvline(summary['kept_ratio'], color='k', ls='--', label='overall')
+    ax.set_xlim(0, 1)
+    ax.set_xlabel('share of response tokens kept')
+    ax.legend()
     return fig
 
 def plot_rounds(result:dict):
     "Self-evolving: kept ratio and training loss per round."
     import matplotlib.pyplot as plt
-    rs = result['rounds']; fig, ax = plt.subplots(figsize=(5, 2.6))
+    rs = result['rounds']
+    fig, ax = plt.subplots(figsize=(5, 2.6))
     ax.plot([r['round'] for r in rs], [r['final_loss'] for r in rs], 'o-', label='final training loss')
-    ax.set_xlabel('round'); ax.set_ylabel('loss'); ax.set_xticks([r['round'] for r in rs]); ax.legend()
+    ax.set_xlabel('round')
+    ax.set_ylabel('loss')
+    ax.set_xticks([r['round'] for r in rs])
+    ax.legend()
     return fig
 
 # %% ../nbs/08_report.ipynb #ab6d4c2c
 def token_heatmap(tok, tokens:np.ndarray, score:np.ndarray, keep:np.ndarray)->str:
     "HTML of tokens coloured by score (green high, red low), rejected tokens struck through."
     import html
-    lim = float(np.abs(score).max()) or 1.0; spans = []
+    lim, spans = float(np.abs(score).max()) or 1.0, []
     for t, s, k in zip(tokens, score, keep):
-        a = min(abs(float(s)) / lim, 1) * 0.6; c = f'rgba(40,160,70,{a:.2f})' if s > 0 else f'rgba(210,60,60,{a:.2f})'
+        a = min(abs(float(s)) / lim, 1) * 0.6
+        c = f'rgba(40,160,70,{a:.2f})' if s > 0 else f'rgba(210,60,60,{a:.2f})'
         style = f'background:{c};' + ('' if k else 'text-decoration:line-through;opacity:0.55;')
         spans.append(f'<span title="{float(s):.3f}" style="{style}">{html.escape(tok.decode([int(t)]))}</span>')
     return '<div style="font-family:monospace;white-space:pre-wrap;line-height:1.6">' + ''.join(spans) + '</div>'
@@ -126,14 +145,20 @@ def token_heatmap(tok, tokens:np.ndarray, score:np.ndarray, keep:np.ndarray)->st
 # %% ../nbs/08_report.ipynb #3e0158b7
 def write_report(results:list, folder:str|Path, scores=None, keep=None, summary:dict|None=None)->str:
     "Write the table and figures of a study into `folder`; returns the Markdown table."
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
-    folder = Path(folder); t = results_table(results); md = table_text(t)
-    (folder/'table.md').write_text(md + '\n'); (folder/'table.tex').write_text(table_text(t, 'latex'))
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    folder, t = Path(folder), results_table(results)
+    md = table_text(t)
+    (folder/'table.md').write_text(md + '\n')
+    (folder/'table.tex').write_text(table_text(t, 'latex'))
     metric = 'Avg' if ('Avg', 'mean') in t.columns else 'held-out loss'
     figs = {'methods': plot_methods(t, metric)}
     if scores is not None: figs['scores'] = plot_scores(scores, keep)
     if summary is not None: figs['kept_by_source'] = plot_kept_by_source(summary)
     se = [r for r in results if r['method'] == 'self_evolving' and r.get('rounds')]
     if se: figs['self_evolving_rounds'] = plot_rounds(se[0])
-    for name, f in figs.items(): save_figure(f, folder/'figures'/name); plt.close(f)
+    for name, f in figs.items():
+        save_figure(f, folder/'figures'/name)
+        plt.close(f)
     return md

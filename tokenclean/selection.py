@@ -5,7 +5,6 @@
 # %% ../nbs/04_selection.ipynb #fe9bee84
 from __future__ import annotations
 import math
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch
@@ -24,13 +23,15 @@ def check_k(k:float)->float:
     return float(k)
 
 def _check_scores(s:np.ndarray):
-    if not np.isfinite(s).all(): raise TokencleanError(f"{int((~np.isfinite(s)).sum())} token scores are NaN or infinite")
+    if not np.isfinite(s).all():
+        raise TokencleanError(f"{int((~np.isfinite(s)).sum())} token scores are NaN or infinite")
 
 def top_k_mask(scores:np.ndarray, # one score per token
                k:float=0.6,       # share of tokens kept
               )->np.ndarray:      # boolean mask, True = keep
     "Exactly `floor(len·k)` highest scores; ties at the threshold go to earlier tokens."
-    k, s = check_k(k), np.asarray(scores, np.float32); _check_scores(s)
+    k, s = check_k(k), np.asarray(scores, np.float32)
+    _check_scores(s)
     n = math.floor(len(s) * k + 1e-9)
     if n == 0: return np.zeros(len(s), bool)
     t = torch.from_numpy(s)
@@ -43,11 +44,12 @@ def top_k_mask(scores:np.ndarray, # one score per token
 # %% ../nbs/04_selection.ipynb #4dde4f88
 def per_sample_mask(scores:np.ndarray, offsets:np.ndarray, k:float=0.6)->np.ndarray:
     "Top `floor(n_i·k)` tokens within each sample (samples contiguous, starting at `offsets`)."
-    return np.concatenate([top_k_mask(scores[a:b], k) for a, b in zip(offsets[:-1], offsets[1:])] or [np.zeros(0, bool)])
+    masks = [top_k_mask(scores[a:b], k) for a, b in zip(offsets[:-1], offsets[1:])]
+    return np.concatenate(masks or [np.zeros(0, bool)])
 
 def random_mask(n:int, k:float=0.6, seed:int=42)->np.ndarray:
     "A uniform random `floor(n·k)` of `n` tokens, reproducible from `seed`."
-    keep = np.zeros(n, bool); g = torch.Generator().manual_seed(seed)
+    keep, g = np.zeros(n, bool), torch.Generator().manual_seed(seed)
     keep[torch.randperm(n, generator=g)[:math.floor(n * check_k(k) + 1e-9)].numpy()] = True
     return keep
 
@@ -61,7 +63,12 @@ METHODS = ('global', 'per_sample', 'random', 'full')
 @dataclass
 class Selection:
     "Which scored tokens are kept, by `method` with ratio `k`."
-    scores:Scores; keep:np.ndarray; method:str; k:float; seed:int|None=None
+    scores:Scores
+    keep:np.ndarray
+    method:str
+    k:float
+    seed:int|None=None
+
     @property
     def n_kept(self)->int: return int(self.keep.sum())
 
@@ -77,7 +84,8 @@ def select(sc:Scores, method:str='global', k:float=0.6, seed:int=42)->Selection:
 # %% ../nbs/04_selection.ipynb #56a522ad
 def labels_for(sel:Selection, row:dict, i:int)->np.ndarray:
     "Labels of tokenized `row` (sample `i` of the scores) with rejected tokens set to −100."
-    sc = sel.scores; sl = sc.sample(i)
+    sc = sel.scores
+    sl = sc.sample(i)
     if sc.ids[i] != row['id']: raise TokencleanError(f"selection sample {i} is {sc.ids[i]}, data row is {row['id']}")
     pos = sc.pos[sl]
     if not np.array_equal(row['input_ids'][pos], sc.token[sl]):
@@ -93,26 +101,28 @@ def apply_selection(sel:Selection, rows:list)->list:
 # %% ../nbs/04_selection.ipynb #ab369e5b
 def summarise(sel:Selection)->dict:
     "Kept ratios overall, per source and per sample, and the number of emptied samples."
-    sc = sel.scores; idx = sc.sample_index()
-    kept = np.bincount(idx, weights=sel.keep, minlength=len(sc.ids)); n = np.diff(sc.offsets)
+    sc = sel.scores
+    kept = np.bincount(sc.sample_index(), weights=sel.keep, minlength=len(sc.ids))
+    n = np.diff(sc.offsets)
     ratio = np.divide(kept, n, out=np.zeros(len(n)), where=n > 0)
     src = np.asarray(sc.sources)
     per_source = {s: round(float(kept[src == s].sum() / max(n[src == s].sum(), 1)), 4) for s in sorted(set(sc.sources))}
+    quantiles = {q: round(float(np.quantile(ratio, q)), 4) for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(n) else {}
     return dict(method=sel.method, k=sel.k, seed=sel.seed, n_tokens=int(len(sc)), n_kept=sel.n_kept,
                 kept_ratio=round(sel.n_kept / max(len(sc), 1), 4), per_source=per_source,
-                per_sample_quantiles={q: round(float(np.quantile(ratio, q)), 4) for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(n) else {},
-                n_samples=len(n), emptied_samples=int((kept == 0).sum()))
+                per_sample_quantiles=quantiles, n_samples=len(n), emptied_samples=int((kept == 0).sum()))
 
 def format_summary(s:dict)->str:
     "A short printable account of a selection summary."
     src = ', '.join(f'{k} {v:.1%}' for k, v in s['per_source'].items())
-    return (f"{s['method']} k={s['k']}: kept {s['n_kept']:,} of {s['n_tokens']:,} response tokens ({s['kept_ratio']:.1%}); "
-            f"per source: {src}; samples emptied: {s['emptied_samples']} of {s['n_samples']}")
+    return (f"{s['method']} k={s['k']}: kept {s['n_kept']:,} of {s['n_tokens']:,} response tokens "
+            f"({s['kept_ratio']:.1%}); per source: {src}; samples emptied: {s['emptied_samples']} of {s['n_samples']}")
 
 # %% ../nbs/04_selection.ipynb #c55d3a31
 def save_selection(sel:Selection, path:str|Path)->Path:
     "Write the keep mask (`.npy`) and summary (`.json`) of `sel` under folder `path`."
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
     with atomic_path(path/'keep.npy') as tmp:
         with open(tmp, 'wb') as f: np.save(f, sel.keep)
     save_json(dict(summarise(sel), ids_hash=stable_hash(sel.scores.ids), n=len(sel.keep)), path/'selection.json')
