@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_training.ipynb #c9eda55f
 from __future__ import annotations
-import contextlib, math
+import contextlib, math, os, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, torch
@@ -13,7 +13,8 @@ from .models import autocast, accelerator, processes, is_main, barrier
 from .scoring import token_nll, collate
 
 # %% auto #0
-__all__ = ['TrainConfig', 'batch_plan', 'micro_batches', 'n_trained', 'train_step', 'save_checkpoint', 'load_checkpoint', 'train']
+__all__ = ['TrainConfig', 'batch_plan', 'micro_batches', 'n_trained', 'train_step', 'save_adapter', 'save_checkpoint',
+           'load_checkpoint', 'train']
 
 # %% ../nbs/05_training.ipynb #69971394
 @dataclass
@@ -52,9 +53,12 @@ def n_trained(rows:list, idxs:list)->int:
 
 # %% ../nbs/05_training.ipynb #a6076cb8
 class _NLL(torch.nn.Module):
-    "`token_nll` as a module, so a data-parallel wrapper sees (and syncs) its forward and backward."
-    def __init__(self, model): super().__init__(); self.model = model
-    def forward(self, **batch): return token_nll(self.model, **batch)
+    "`token_nll` as a module, so a DDP or FSDP wrapper sees (and syncs) its forward and backward."
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self._no_split_modules = getattr(model, '_no_split_modules', None)   # FSDP's default wrap: decoder layers
+    def forward(self, **batch): return token_nll(self.model, **batch).clone()   # FSDP2 wants no view
 
 def _my_micro_batches(rows:list, idxs:list, size:int, rank:int, world:int)->list:
     "This process's micro-batches of a step: all of them, or an equal share (padded with `[]`) of several processes."
@@ -62,7 +66,7 @@ def _my_micro_batches(rows:list, idxs:list, size:int, rank:int, world:int)->list
     return mbs if world == 1 else (mbs + [[]] * (-len(mbs) % world))[rank::world]
 
 def train_step(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, stats:dict,
-               fwd=None, scaler=None, # the data-parallel wrapper (several processes), fp16's `GradScaler`
+               fwd=None, scaler=None, # the DDP/FSDP wrapper (several processes), fp16's `GradScaler`
               )->float|None:
     "Accumulate gradients over `idxs`; the step's mean kept-token loss, or None if nothing is kept."
     total = n_trained(rows, idxs)
@@ -75,7 +79,7 @@ def train_step(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, stats:d
             if world == 1: continue
         part = [rows[i] for i in mb] or [dict(rows[idxs[0]], labels=np.full_like(rows[idxs[0]]['labels'], -100))]
         b = {k: v.to(model.device) for k, v in collate(part, pad_id).items()}
-        with fwd.no_sync() if fwd is not None and j < len(mine) - 1 else contextlib.nullcontext():
+        with accelerator().no_sync(fwd) if fwd is not None and j < len(mine) - 1 else contextlib.nullcontext():
             with autocast(model.device, cfg.precision): nll = (fwd or _NLL(model))(**b)
             if not torch.isfinite(nll).all():
                 raise TokencleanError(f"non-finite training loss in a batch of samples {[r['id'] for r in part]}")
@@ -92,21 +96,68 @@ def _sum_over_processes(x:float, world:int)->float:
 # %% ../nbs/05_training.ipynb #e576e104
 def _trainable(model)->dict: return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
-def save_checkpoint(path, model, opt, sched, step:int, history:list, stats:dict):
-    "Write a resumable training state to `path`, atomically."
-    state = dict(weights={n: p.detach().cpu() for n, p in _trainable(model).items()}, opt=opt.state_dict(),
-                 sched=sched.state_dict(), step=step, history=history, stats=stats, rng=torch.get_rng_state(),
+def _sharded(fwd)->bool:
+    "Whether `fwd` (the training wrapper, or None) shards the model over the processes (FSDP)."
+    from accelerate.utils import DistributedType
+    return fwd is not None and accelerator().distributed_type == DistributedType.FSDP
+
+def _full_state(model, opt, fwd=None)->tuple:
+    "(trainable weights, optimizer state) in full; under FSDP gathered onto the main process (call on every process)."
+    if not _sharded(fwd): return {n: p.detach().cpu() for n, p in _trainable(model).items()}, opt.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+    o = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    weights, opt_state = get_state_dict(fwd, getattr(opt, 'optimizer', opt), options=o)
+    keep = {f'model.{n}' for n in _trainable(model)}           # not a frozen weight tied to another (lm_head)
+    return {k: v for k, v in weights.items() if k in keep}, opt_state
+
+# %% ../nbs/05_training.ipynb #d52e8b07
+def save_adapter(model, path, fwd=None # the FSDP wrapper, if any (then call on every process)
+                ):
+    "Save `model`'s adapter to `path` from the main process; under FSDP its shards are gathered first."
+    sd = None
+    if _sharded(fwd):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        o = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+        sd = {k.removeprefix('model.'): v for k, v in get_model_state_dict(fwd, options=o).items()}  # drop `_NLL.`
+    if is_main(): model.save_pretrained(path, state_dict=sd)
+
+# %% ../nbs/05_training.ipynb #4b1f7c2e
+def save_checkpoint(path, model, opt, sched, step:int, history:list, stats:dict,
+                    scaler=None, fwd=None, # fp16's loss scaler; the FSDP wrapper (then call on every process)
+                   ):
+    "Write a resumable training state to `path`, atomically (from the main process)."
+    if not _sharded(fwd) and not is_main(): return
+    weights, opt_state = _full_state(model, opt, fwd)
+    if not is_main(): return
+    state = dict(weights=weights, opt=opt_state, sched=sched.state_dict(), step=step, history=history, stats=stats,
+                 scaler=scaler.state_dict() if scaler else None, sharded=_sharded(fwd), rng=torch.get_rng_state(),
                  cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
     with atomic_path(path) as tmp: torch.save(state, tmp)
 
-def load_checkpoint(path, model, opt, sched)->tuple:
-    "Restore a state written by `save_checkpoint`; returns (step, history, stats)."
-    st = torch.load(path, weights_only=False)
+# %% ../nbs/05_training.ipynb #9c3d5a81
+def _load_weights(st:dict, model, opt, fwd=None):
+    "Put a checkpoint's trainable weights and optimizer state back (each FSDP process takes its shard)."
+    if st.get('sharded', False) != _sharded(fwd):
+        raise TokencleanError("this checkpoint was written " + ("under" if st.get('sharded') else "without") +
+                              " FSDP: resume it with the same kind of accelerate config, or delete it to start over")
+    if st.get('sharded'):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+        set_state_dict(fwd, getattr(opt, 'optimizer', opt), model_state_dict=st['weights'], optim_state_dict=st['opt'],
+                       options=StateDictOptions(full_state_dict=True, strict=False))
+        return
     params = _trainable(model)
     with torch.no_grad():
         for n, w in st['weights'].items(): params[n].copy_(w)
-    opt.load_state_dict(st['opt']); sched.load_state_dict(st['sched']); torch.set_rng_state(st['rng'])
+    opt.load_state_dict(st['opt'])
+
+def load_checkpoint(path, model, opt, sched, scaler=None, fwd=None)->tuple:
+    "Restore a state written by `save_checkpoint`; returns (step, history, stats)."
+    st = torch.load(path, weights_only=False)
+    _load_weights(st, model, opt, fwd)
+    sched.load_state_dict(st['sched'])
+    torch.set_rng_state(st['rng'])
     if st['cuda_rng'] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda_rng'])
+    if scaler and st.get('scaler'): scaler.load_state_dict(st['scaler'])
     return st['step'], st['history'], st['stats']
 
 # %% ../nbs/05_training.ipynb #34510c9e
@@ -116,9 +167,23 @@ def _checkpointing(model):
     if hasattr(model, 'enable_input_require_grads'): model.enable_input_require_grads()
 
 # %% ../nbs/05_training.ipynb #6e0132c2
-def _data_parallel(model):
-    "`model`'s loss wrapped for data-parallel training by accelerate (None in a single process)."
-    return accelerator().prepare_model(_NLL(model)) if processes()[1] > 1 else None
+def _data_parallel(model, opt)->tuple:
+    "(loss wrapper, optimizer) by accelerate: DDP, or FSDP under an FSDP config; (None, `opt`) in a single process."
+    if processes()[1] == 1: return None, opt
+    from accelerate.utils import DistributedType
+    a, nll = accelerator(), _NLL(model)
+    if a.distributed_type == DistributedType.FSDP: return a.prepare(nll, opt)
+    if os.environ.get('ACCELERATE_USE_FSDP', '').lower() == 'true':
+        warnings.warn(f"the accelerate config asks for FSDP, but accelerate runs these processes as "
+                      f"{a.distributed_type} (CPU processes are never sharded): training is data parallel, "
+                      "each process holding the whole model")
+    return a.prepare_model(nll), opt
+
+def _grad_scaler(device, world:int=1, sharded:bool=False):
+    "fp16's loss scaler, at 2¹⁶ in one process's terms; under FSDP the one whose overflow check all processes agree on."
+    if not sharded: return torch.amp.GradScaler(device.type, init_scale=2.**16 / world)
+    from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+    return ShardedGradScaler(device.type, init_scale=2.**16 / world)
 
 def _update(model, opt, cfg:TrainConfig, scaler):
     "Clip (if configured) and step, unscaling fp16 gradients first."
@@ -128,34 +193,39 @@ def _update(model, opt, cfg:TrainConfig, scaler):
     if scaler: scaler.step(opt); scaler.update()
     else: opt.step()
 
+# %% ../nbs/05_training.ipynb #5e6a0f93
 def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenized rows with labels
           cfg:TrainConfig=TrainConfig(), pad_id:int=0,
           out:str|Path|None=None, # folder for checkpoints and the final adapter (written by the main process)
           progress:bool=True, desc:str='train')->dict:
-    "Masked fine-tuning of `model` on `rows` (data parallel when launched on several processes)."
+    "Masked fine-tuning of `model` on `rows` (DDP or FSDP when launched on several processes)."
     from transformers import get_linear_schedule_with_warmup
     from tqdm.auto import tqdm
     plan = batch_plan(len(rows), cfg)
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(list(_trainable(model).values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * len(plan)), len(plan))
-    scaler = torch.amp.GradScaler(model.device.type) if cfg.precision == 'fp16' else None
+    if cfg.gradient_checkpointing: _checkpointing(model)
+    model.train()
+    fwd, opt = _data_parallel(model, opt)
+    scaler = _grad_scaler(model.device, processes()[1], _sharded(fwd)) if cfg.precision == 'fp16' else None
     ckpt = Path(out)/'checkpoint.pt' if out else None
     step, history, stats = 0, [], dict(skipped_steps=0, skipped_micro_batches=0, trained_tokens=0)
-    if ckpt and ckpt.exists(): step, history, stats = load_checkpoint(ckpt, model, opt, sched)
-    if cfg.gradient_checkpointing: _checkpointing(model)
-    model.train(); fwd = _data_parallel(model)
+    if ckpt and ckpt.exists(): step, history, stats = load_checkpoint(ckpt, model, opt, sched, scaler, fwd)
     bar = dict(desc=desc, initial=step, total=len(plan), disable=not progress or not is_main())
     for s in tqdm(range(step, len(plan)), **bar):
         loss = train_step(model, rows, plan[s], cfg, pad_id, stats, fwd=fwd, scaler=scaler)
         if loss is not None: _update(model, opt, cfg, scaler)
         sched.step(); opt.zero_grad(set_to_none=True); history.append(loss)
-        if ckpt and cfg.save_every and (s + 1) % cfg.save_every == 0 and s + 1 < len(plan) and is_main():
-            save_checkpoint(ckpt, model, opt, sched, s + 1, history, stats)
+        if ckpt and cfg.save_every and (s + 1) % cfg.save_every == 0 and s + 1 < len(plan):
+            save_checkpoint(ckpt, model, opt, sched, s + 1, history, stats, scaler, fwd)
     model.eval()
     res = dict(history=history, steps=len(plan), **stats, config=asdict(cfg))
-    if out and is_main():
-        model.save_pretrained(Path(out)/'adapter'); save_json(res, Path(out)/'train.json')
-        if ckpt.exists(): ckpt.unlink()
+    if scaler: res['loss_scale'] = scaler.get_scale() * processes()[1]   # as one process would have it
+    if out:
+        save_adapter(model, Path(out)/'adapter', fwd)
+        if is_main():
+            save_json(res, Path(out)/'train.json')
+            if ckpt.exists(): ckpt.unlink()
     barrier()
     return res
