@@ -1,15 +1,17 @@
 """tokenclean's `train()` under an FSDP2 accelerate config on 2 CPU processes (gloo), launched by tests/test_fsdp.py:
 
     accelerate launch --config_file tests/fixtures/accelerate-fsdp2-cpu.yaml tests/fsdp_job.py OUT [fp32|fp16] [KILL]
+    accelerate launch --config_file tests/fixtures/accelerate-fsdp2-cpu.yaml tests/fsdp_job.py study OUT CONFIG
 
 Rows and settings are those of `mp_score.py train` (all-masked micro-batches on some ranks). With KILL the job dies
-after that many steps (a checkpoint is left in OUT_DIR); the same command again resumes it.
+after that many steps (a checkpoint is left in OUT_DIR); the same command again resumes it. `study` runs the whole
+study of CONFIG (`mp_score.py study`) and records, per rank, whether each of its trainings was sharded.
 """
 import os, sys, warnings
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 from tokenclean.core import set_threads, save_json
 from tokenclean.models import accelerator, processes, load_tokenizer
-from mp_score import TRAIN, lora_model, masked_rows
+from mp_score import TRAIN, lora_model, masked_rows, study
 
 def cpu_fsdp():
     "Switch accelerate's state to FSDP: accelerate 1.15 runs CPU processes as MULTI_CPU and ignores the FSDP config."
@@ -48,7 +50,23 @@ def main(out:str, precision:str='fp32', kill:int=0):
                    skipped=h['skipped_micro_batches'], distributed_type=str(accelerator().distributed_type)),
               os.path.join(out, f'rank{rank}.json'))
 
+def sharded_study(out:str, config:str):
+    "The whole study under FSDP; each rank writes which of its trainings FSDP sharded (`is_sharded` after `train`)."
+    import tokenclean.stages as S, tokenclean.self_evolving as E
+    from tokenclean.training import is_sharded
+    sharded = []
+    def recording(train):
+        def f(model, *a, **kw):
+            res = train(model, *a, **kw)
+            sharded.append((kw.get('desc'), is_sharded(model), len(accelerator()._models)))
+            return res
+        return f
+    S.train, E.train = recording(S.train), recording(E.train)
+    study(out, config)
+    save_json(dict(sharded=sharded), os.path.join(out, f'rank{processes()[0]}.json'))
+
 if __name__ == '__main__':
     set_threads(1)
     cpu_fsdp()
-    main(sys.argv[1], *(sys.argv[2:3] or ['fp32']), *map(int, sys.argv[3:4]))
+    if sys.argv[1] == 'study': sharded_study(*sys.argv[2:4])
+    else: main(sys.argv[1], *(sys.argv[2:3] or ['fp32']), *map(int, sys.argv[3:4]))

@@ -5,11 +5,15 @@
 and `train` then warns and trains data parallel), so `tests/fsdp_job.py` switches accelerate's state to FSDP with the
 plugin the config describes; from there accelerate's own FSDP2 preparation, torch's `fully_shard` on gloo and
 tokenclean's gathering run as on GPUs. The rows are `mp_score.py train`'s: some ranks get all-masked micro-batches.
+The last test runs the whole tiny study of `test_accelerate.py` under the same config, against 1 process.
 """
 import json, os, subprocess, sys
 from pathlib import Path
 import torch
+import pytest
 from mp_score import TRAIN, lora_model, masked_rows
+from test_accelerate import (TINY, one_process_beside, assert_every_file_written_once, assert_same_scores,
+                             assert_same_selection_close_adapters)
 
 HERE = Path(__file__).parent
 CONFIG = HERE/'fixtures'/'accelerate-fsdp2-cpu.yaml'
@@ -17,10 +21,11 @@ ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', HF_HUB_OFFLINE=
            TOKENIZERS_PARALLELISM='false')
 TOL = dict(atol=1e-5, rtol=1e-4)   # the shards' gradients are reduced in another order than one process sums them
 
-def launch(out:Path, *args, ok=True):
+def launch(out:Path, *args, ok=True, job_first=False):
+    "`accelerate launch` fsdp_job.py with `out` then `args` (or `args` alone if `job_first`)."
     acc = Path(sys.executable).with_name('accelerate')
     cmd = [str(acc), 'launch', '--config_file', str(CONFIG), '--main_process_port', '29541',
-           str(HERE/'fsdp_job.py'), str(out), *map(str, args)]
+           str(HERE/'fsdp_job.py'), *map(str, args if job_first else (out, *args))]
     p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
     if ok: assert p.returncode == 0, f'accelerate launch failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}'
     return p
@@ -79,3 +84,20 @@ def test_fsdp_fp16_killed_and_resumed(tmp_path):
     assert all(x['loss_scale'] == h1['loss_scale'] for x in r)
     print('max |FSDP resumed - 1 process| over LoRA weights, fp16:', assert_same_adapter(tmp_path, m1))
     assert not (tmp_path/'checkpoint.pt').exists()
+
+@pytest.fixture(scope='module')
+def fsdp_runs(tmp_path_factory):
+    "(FSDP study root, 1-process study root that reused its warm-up reference, the ranks' records)."
+    tmp = tmp_path_factory.mktemp('fsdp'); cfg = tmp/'tiny.yaml'; cfg.write_text(TINY)
+    launch(tmp/'two', 'study', tmp/'two', cfg, job_first=True)
+    recs = [json.loads((tmp/'two'/f'rank{r}.json').read_text())['sharded'] for r in range(2)]
+    return (*one_process_beside(tmp, cfg), recs)
+
+def test_fsdp_whole_study(fsdp_runs):
+    two, one, recs = fsdp_runs
+    for r in recs:   # warm-up, fixed, 2 self-evolving rounds: each sharded by FSDP, and let go by accelerate after it
+        assert [d for d, _, _ in r] == ['warm-up', 'train: fixed', 'round 0: train', 'round 1: train'], r
+        assert all(sharded and kept == 0 for _, sharded, kept in r), r
+    assert_every_file_written_once(two)
+    assert_same_scores(two, one)
+    print('max |FSDP study - 1 process| over LoRA weights:', assert_same_selection_close_adapters(two, one))

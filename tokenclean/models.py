@@ -51,11 +51,17 @@ def _convert_gguf(spec:dict, out:Path):
     save_json(dict(source=spec, converted_from='gguf', logits_checked=True), out/'tokenclean_provenance.json')
 
 # %% ../nbs/01_models.ipynb #2dce4fee
+_CONVERTED = ('config.json', 'model.safetensors', 'tokenizer.json', 'tokenclean_provenance.json')
+
 def packaged_model(name:str='smollm2-135m-instruct')->Path:
     "Path of the converted packaged model `name`, converting it on first use."
     spec = PACKAGED[name]
     out = cache_dir('models', f"{name}-{spec['version']}")
-    if (out/'tokenclean_provenance.json').exists(): return out
+    if all((out/f).exists() for f in _CONVERTED): return out
+    if out.exists():                                    # a cache some other tool emptied in part: convert again
+        warnings.warn(f"the converted model at {out} lacks {[f for f in _CONVERTED if not (out/f).exists()]}: "
+                      "converting it again")
+        shutil.rmtree(out, ignore_errors=True)
     tmp = out.with_name(f'.{out.name}.tmp-{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
     _convert_gguf(spec, tmp)

@@ -49,8 +49,8 @@ def _all_tokens(tp:TokenizedPool)->dict:
     return out
 
 # %% ../nbs/06e_self_evolving.ipynb #597b71e2
-def _round(st:Study, m, t:int, idx:list, base:dict|None, seed:int, d:Path, clean:bool=True)->dict:
-    "Run self-evolving round `t` on pool rows `idx` (all tokens unless `clean`); save the adapter; return its record."
+def _round(st:Study, m, t:int, idx:list, base:dict|None, seed:int, d:Path, clean:bool=True)->tuple:
+    "Run round `t` on pool rows `idx` (all tokens unless `clean`); save it; (its record, the model to go on with)."
     part = st.pool.subset(idx, name=f'chunk-{t}')
     rec = dict(round=t, chunk=[idx[0], idx[-1] + 1], n_samples=len(idx))
     if not clean or (t == 0 and st.cfg.first_reference == 'chunk0'):
@@ -62,10 +62,11 @@ def _round(st:Study, m, t:int, idx:list, base:dict|None, seed:int, d:Path, clean
     rec['selection'] = summarise(sel)
     h = train(m, apply_selection(sel, part.rows), train_config(st, seed + t), st.tok.pad_token_id, out=d/f'round-{t}',
               progress=st.cfg.progress, desc=f'round {t}: train')
+    m = unsharded(st, m, d/f'round-{t}'/'adapter', trainable=True)   # under FSDP: the saved adapter, on the base
     rec.update(trained_tokens=h['trained_tokens'], final_loss=_last(h['history']), model_fp=fingerprint(m))
     if is_main(): save_json(rec, d/f'round-{t}'/'round.json')
     barrier()
-    return rec
+    return rec, m
 
 # %% ../nbs/06e_self_evolving.ipynb #5225b927
 def self_evolving(st:Study, seed:int, control:bool=False)->dict:
@@ -78,6 +79,7 @@ def self_evolving(st:Study, seed:int, control:bool=False)->dict:
     m, recs = _resume_rounds(st, d, control)
     for t, idx in enumerate(chunks(len(st.pool), st.cfg.rounds + 1)):
         if t < len(recs): continue
-        recs.append(_round(st, m, t, idx, base, seed, d, clean=not control))
+        rec, m = _round(st, m, t, idx, base, seed, d, clean=not control)
+        recs.append(rec)
     if is_main(): m.save_pretrained(d/'adapter')
     return finish_run(st, d, m, method, seed, dict(rounds=recs, trained_tokens=sum(r['trained_tokens'] for r in recs)))

@@ -68,7 +68,7 @@ def train_method(st:Study, method:str, seed:int, sc:Scores)->dict:
               desc=f'train: {method}')
     extra = dict(selection=summ, trained_tokens=h['trained_tokens'], steps=h['steps'],
                  skipped_steps=h['skipped_steps'], final_loss=_last(h['history']))
-    return finish_run(st, d, m, method, seed, extra)
+    return finish_run(st, d, unsharded(st, m, d/'adapter'), method, seed, extra)
 
 # %% ../nbs/06d_stages.ipynb #73bfbeef
 def reference_result(st:Study)->dict:

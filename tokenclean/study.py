@@ -14,10 +14,10 @@ from .config import *
 from .models import load_model, load_tokenizer, add_lora, fingerprint, is_main, barrier
 from .data import load_pool, tokenize_pool, TokenizedPool, save_account, format_account
 from .scoring import process_losses
-from .training import TrainConfig
+from .training import TrainConfig, is_sharded
 
 # %% auto #0
-__all__ = ['Study', 'base_model', 'new_adapter', 'with_adapter', 'train_config', 'heldout_loss', 'finish_run']
+__all__ = ['Study', 'base_model', 'new_adapter', 'with_adapter', 'unsharded', 'train_config', 'heldout_loss', 'finish_run']
 
 # %% ../nbs/06c_study.ipynb #7e110022
 class Study:
@@ -88,6 +88,10 @@ def with_adapter(st:Study, path:str|Path, trainable:bool=False):
     "The base model with the saved LoRA adapter at `path`."
     from peft import PeftModel
     return PeftModel.from_pretrained(base_model(st), str(path), is_trainable=trainable)
+
+def unsharded(st:Study, m, adapter:str|Path, trainable:bool=False):
+    "`m` after `train`; if FSDP sharded it, the base model with the adapter `train` saved at `adapter` instead."
+    return with_adapter(st, adapter, trainable) if is_sharded(m) else m
 
 # %% ../nbs/06c_study.ipynb #34bbed34
 def train_config(st:Study, seed:int)->TrainConfig:

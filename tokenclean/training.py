@@ -13,8 +13,8 @@ from .models import autocast, accelerator, processes, is_main, barrier
 from .scoring import token_nll, collate
 
 # %% auto #0
-__all__ = ['TrainConfig', 'batch_plan', 'micro_batches', 'n_trained', 'train_step', 'save_adapter', 'save_checkpoint',
-           'load_checkpoint', 'train']
+__all__ = ['TrainConfig', 'batch_plan', 'micro_batches', 'n_trained', 'train_step', 'is_sharded', 'save_adapter',
+           'save_checkpoint', 'load_checkpoint', 'train']
 
 # %% ../nbs/05_training.ipynb #69971394
 @dataclass
@@ -100,6 +100,11 @@ def _sharded(fwd)->bool:
     "Whether `fwd` (the training wrapper, or None) shards the model over the processes (FSDP)."
     from accelerate.utils import DistributedType
     return fwd is not None and accelerator().distributed_type == DistributedType.FSDP
+
+def is_sharded(model)->bool:
+    "Whether FSDP sharded `model` in place (its layers then gather weights from every process in each forward)."
+    from torch.distributed.fsdp import FSDPModule
+    return any(isinstance(m, FSDPModule) for m in model.modules())
 
 def _full_state(model, opt, fwd=None)->tuple:
     "(trainable weights, optimizer state) in full; under FSDP gathered onto the main process (call on every process)."
@@ -227,5 +232,6 @@ def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenize
         if is_main():
             save_json(res, Path(out)/'train.json')
             if ckpt.exists(): ckpt.unlink()
+    if fwd is not None: accelerator().free_memory()   # accelerate keeps every model it prepared: let this one go
     barrier()
     return res
