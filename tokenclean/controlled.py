@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np, torch
 from .core import *
-from .models import load_model, load_tokenizer, add_lora
+from .models import load_model, load_tokenizer, add_lora, top_layers
 from .data import tokenize_pool
 from .scoring import lm_parts, collate, length_batches, token_losses, join_scores, Scores
 from .selection import select, apply_selection, Selection
@@ -20,8 +20,8 @@ from .theory import bound_full, j_star
 # %% auto #0
 __all__ = ['ARMS', 'KINDS', 'SYSTEM', 'OPEN', 'CLOSE', 'ControlledConfig', 'tiny', 'common_words', 'World', 'make_world',
            'response_pieces', 'make_sample', 'make_splits', 'token_kinds', 'oracle_selection', 'kind_rates',
-           'lora_targets', 'new_model', 'fit', 'eval_rows', 'heldout_metrics', 'ControlledStudy', 'reference',
-           'pool_scores', 'evolve', 'run_arm', 'run_controlled', 'long_results', 'rate_rows', 'collect', 'theory_table']
+           'new_model', 'fit', 'eval_rows', 'heldout_metrics', 'ControlledStudy', 'reference', 'pool_scores', 'evolve',
+           'run_arm', 'run_controlled', 'long_results', 'rate_rows', 'collect', 'theory_table']
 
 # %% ../nbs/15_controlled.ipynb #ac0f1204
 ARMS = ('full', 'random', 'fixed', 'rho', 'oracle', 'self_evolving', 'self_evolving_control')
@@ -180,18 +180,11 @@ def kind_rates(keep:np.ndarray, kind:np.ndarray)->AttrDict:
     return r
 
 # %% ../nbs/15_controlled.ipynb #3ab61719
-def lora_targets(model, n:int)->str|None:
-    "A peft regex for the projections of the top `n` decoder layers (None: every layer)."
-    if not n: return None
-    L = model.config.num_hidden_layers
-    layers = '|'.join(str(i) for i in range(max(L - n, 0), L))
-    return rf'.*\.layers\.({layers})\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj'
-
 def new_model(c:ControlledConfig, seed:int):
     "The base model with a fresh LoRA adapter, initialised from `seed`."
     m = load_model(c.model, device='cpu', seed=0)
     torch.manual_seed(seed)
-    return add_lora(m, c.lora_r, c.lora_alpha, 0.0, targets=lora_targets(m, c.lora_layers))
+    return add_lora(m, c.lora_r, c.lora_alpha, 0.0, targets=top_layers(m.config, c.lora_layers))
 
 def fit(m, rows:list, c:ControlledConfig, seed:int, epochs:int|None=None):
     "Train `m` on tokenized `rows` (labels already masked) with the experiment's settings."

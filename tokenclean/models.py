@@ -12,7 +12,7 @@ from .core import *
 # %% auto #0
 __all__ = ['PACKAGED', 'BUILTIN', 'LORA_TARGETS', 'packaged_model', 'resolve_model', 'pick_device', 'pick_dtype', 'autocast',
            'accelerator', 'processes', 'is_main', 'barrier', 'load_tokenizer', 'bnb_config', 'load_model',
-           'fingerprint', 'add_lora', 'adapter_off']
+           'fingerprint', 'add_lora', 'top_layers', 'adapter_off']
 
 # %% ../nbs/01_models.ipynb #75d2296d
 PACKAGED = {
@@ -204,6 +204,13 @@ def add_lora(model, r:int=64, alpha:int=16, dropout:float=0.1, # the paper's LoR
     targets = targets or ([t for t in LORA_TARGETS if t in names] or 'all-linear')
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type='CAUSAL_LM')
     return get_peft_model(model, cfg)
+
+def top_layers(config, n:int|None=10)->list|None:
+    "LoRA target names of the seven projections in the top `n` decoder layers of a model's `config` (None: all)."
+    if not n: return None
+    L, mlp = config.num_hidden_layers, ('gate_proj', 'up_proj', 'down_proj')
+    names = [f"{'mlp' if p in mlp else 'self_attn'}.{p}" for p in LORA_TARGETS]
+    return [f'layers.{i}.{p}' for i in range(max(0, L - n), L) for p in names]
 
 def adapter_off(model):
     "Context in which a `PeftModel` runs as its base model (no-op for plain models)."

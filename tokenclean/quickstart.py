@@ -9,27 +9,20 @@ from pathlib import Path
 import numpy as np
 from .core import *
 from .config import CPU_DEFAULT, make_config, model_config
+from .models import top_layers
 from .pipelines import Study, score_pool, train_method, warmup_reference, with_adapter, _losses
 from .selection import select, apply_selection, summarise, format_summary
 from .stats import comparison_table
 from .controlled import ControlledConfig, run_controlled, long_results
 
 # %% auto #0
-__all__ = ['QUICK_REAL', 'PROJECTIONS', 'QUICK_CONTROLLED', 'CONTROLLED_METRICS', 'top_layers', 'heldout_items',
-           'reference_check', 'quick_real', 'quick_controlled', 'show_table', 'default_job', 'main']
+__all__ = ['QUICK_REAL', 'QUICK_CONTROLLED', 'CONTROLLED_METRICS', 'heldout_items', 'reference_check', 'quick_real',
+           'quick_controlled', 'show_table', 'default_job', 'main']
 
 # %% ../nbs/16_default_job.ipynb #0391844a
 QUICK_REAL = dict(pool_limit=176, heldout=80, warmup_limit=64, max_len=192, methods=['full', 'fixed'], seeds=[42],
                   eval_tasks=[],
                   train=dict(lr=1e-3, epochs=1, batch_size=8, micro_batch=8, warmup_ratio=0.03, save_every=4))
-PROJECTIONS = ('self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj',
-               'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj')
-
-def top_layers(model:str, n:int=10)->list:
-    "LoRA target names of the seven projections in the top `n` layers of `model` (a shorter backward pass)."
-    L = model_config(model).num_hidden_layers
-    return [f'layers.{i}.{p}' for i in range(max(0, L - n), L) for p in PROJECTIONS]
-
 def heldout_items(st:Study, model, adapter:bool=True)->dict:
     "Held-out sample id → mean response-token NLL under `model` (adapter off: the base)."
     store = _losses(st, model, st.heldout, adapter=adapter, desc='held-out')
@@ -47,7 +40,7 @@ def quick_real(out:str|Path, log=print, **overrides)->dict:
     "The real pipeline on the default pool: selection, export, full vs fixed, per-item comparison."
     from tokenclean.export import export_cleaned, export_meta
     d = {**CPU_DEFAULT, **QUICK_REAL, 'out': str(out), 'progress': False, **overrides}
-    cfg = make_config({**d, 'lora_targets': d.get('lora_targets') or top_layers(d['model'])})
+    cfg = make_config({**d, 'lora_targets': d.get('lora_targets') or top_layers(model_config(d['model']))})
     st = Study(cfg)
     sc = score_pool(st)
     sel = select(sc, 'global', cfg.k)
