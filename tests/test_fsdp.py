@@ -9,8 +9,7 @@ The last test runs the whole tiny study of `test_accelerate.py` under the same c
 """
 import json, os, subprocess, sys
 from pathlib import Path
-import torch
-import pytest
+import pytest, torch
 from mp_score import TRAIN, lora_model, masked_rows
 from test_accelerate import (TINY, one_process_beside, assert_every_file_written_once, assert_same_scores,
                              assert_same_selection_close_adapters)
@@ -21,11 +20,11 @@ ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', HF_HUB_OFFLINE=
            TOKENIZERS_PARALLELISM='false')
 TOL = dict(atol=1e-5, rtol=1e-4)   # the shards' gradients are reduced in another order than one process sums them
 
-def launch(out:Path, *args, ok=True, job_first=False):
-    "`accelerate launch` fsdp_job.py with `out` then `args` (or `args` alone if `job_first`)."
+def launch(*args, ok=True):
+    "`accelerate launch` fsdp_job.py with `args` under the FSDP2 config."
     acc = Path(sys.executable).with_name('accelerate')
     cmd = [str(acc), 'launch', '--config_file', str(CONFIG), '--main_process_port', '29541',
-           str(HERE/'fsdp_job.py'), *map(str, args if job_first else (out, *args))]
+           str(HERE/'fsdp_job.py'), *map(str, args)]
     p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
     if ok: assert p.returncode == 0, f'accelerate launch failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}'
     return p
@@ -89,7 +88,7 @@ def test_fsdp_fp16_killed_and_resumed(tmp_path):
 def fsdp_runs(tmp_path_factory):
     "(FSDP study root, 1-process study root that reused its warm-up reference, the ranks' records)."
     tmp = tmp_path_factory.mktemp('fsdp'); cfg = tmp/'tiny.yaml'; cfg.write_text(TINY)
-    launch(tmp/'two', 'study', tmp/'two', cfg, job_first=True)
+    launch('study', tmp/'two', cfg)
     recs = [json.loads((tmp/'two'/f'rank{r}.json').read_text())['sharded'] for r in range(2)]
     return (*one_process_beside(tmp, cfg), recs)
 

@@ -96,15 +96,14 @@ def _sum_over_processes(x:float, world:int)->float:
 # %% ../nbs/05_training.ipynb #e576e104
 def _trainable(model)->dict: return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
-def _sharded(fwd)->bool:
-    "Whether `fwd` (the training wrapper, or None) shards the model over the processes (FSDP)."
-    from accelerate.utils import DistributedType
-    return fwd is not None and accelerator().distributed_type == DistributedType.FSDP
-
 def is_sharded(model)->bool:
     "Whether FSDP sharded `model` in place (its layers then gather weights from every process in each forward)."
     from torch.distributed.fsdp import FSDPModule
     return any(isinstance(m, FSDPModule) for m in model.modules())
+
+def _sharded(fwd)->bool:
+    "Whether `fwd` (the training wrapper, or None) shards the model over the processes (FSDP)."
+    return fwd is not None and is_sharded(fwd)
 
 def _full_state(model, opt, fwd=None)->tuple:
     "(trainable weights, optimizer state) in full; under FSDP gathered onto the main process (call on every process)."
