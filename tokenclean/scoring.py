@@ -23,18 +23,21 @@ def lm_parts(model)->tuple:
 
 def token_nll(model, input_ids, attention_mask, labels, # a padded batch; labels −100 where not trained
               chunk:int=256, # positions per output-projection chunk (larger on GPUs)
-             )->torch.Tensor: # NLL of each trained token, row-major
+              hits:bool=False, # also return whether each token is the model's top prediction
+             )->torch.Tensor: # NLL of each trained token, row-major (and the hits, with `hits`)
     "Negative log-likelihood of every trained token, computed only at trained positions."
     body, head, cap = lm_parts(model)
     h = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     sel = labels[:, 1:] != -100
     hs, tgt = h[:, :-1][sel], labels[:, 1:][sel].long()
-    out = []
+    out, hit = [], []
     for i in range(0, len(tgt), chunk):
         z = head(hs[i:i + chunk]).float()
         if cap: z = cap * torch.tanh(z / cap)
         out.append(torch.logsumexp(z, -1) - z.gather(-1, tgt[i:i + chunk, None])[:, 0])
-    return torch.cat(out) if out else h[:, :0].float().sum(-1).flatten()  # empty, but still in the graph
+        if hits: hit.append(z.argmax(-1) == tgt[i:i + chunk])
+    nll = torch.cat(out) if out else h[:, :0].float().sum(-1).flatten()  # empty, but still in the graph
+    return (nll, torch.cat(hit) if hit else torch.zeros(0, dtype=torch.bool)) if hits else nll
 
 # %% ../nbs/03_scoring.ipynb #35a6bc1c
 def collate(rows:list, pad_id:int)->dict:
@@ -81,14 +84,14 @@ class LossStore:
     def write_shard(self, i:int, recs:list):
         import pyarrow as pa, pyarrow.parquet as pq
         with atomic_path(self.shard(i)) as tmp: pq.write_table(pa.Table.from_pylist(recs), tmp)
-    def read(self)->dict:
-        "id → (positions, token ids, losses) for every sample in the store."
+    def read(self, hits:bool=False)->dict:
+        "id → (positions, token ids, losses) for every sample in the store (and top-1 hits, with `hits`)."
         import pyarrow.parquet as pq
         out = {}
         for i in range(load_json(self.path/'meta.json')['n_shards']):
             for r in pq.read_table(self.shard(i)).to_pylist():
                 out[r['id']] = (np.asarray(r['pos'], np.int32), np.asarray(r['token'], np.int32),
-                                np.asarray(r['loss'], np.float32))
+                                np.asarray(r['loss'], np.float32)) + ((np.asarray(r['hit'], bool),) if hits else ())
         return out
 
 # %% ../nbs/03_scoring.ipynb #cd667062
@@ -123,13 +126,14 @@ def _shard_losses(model, rows:list, pad_id:int, max_tokens:int, bar=None, precis
     recs = [None] * len(rows)
     for b in length_batches([len(r['input_ids']) for r in rows], max_tokens):
         batch = {k: v.to(model.device) for k, v in collate([rows[i] for i in b], pad_id).items()}
-        with torch.no_grad(), autocast(model.device, precision): loss = token_nll(model, **batch).cpu()
+        with torch.no_grad(), autocast(model.device, precision): loss, hit = token_nll(model, **batch, hits=True)
+        loss, hit = loss.cpu(), hit.cpu()
         counts = [int((rows[i]['labels'][1:] != -100).sum()) for i in b]
         _check_finite(loss, [rows[i] for i in b], counts)
-        for i, part in zip(b, torch.split(loss, counts)):
+        for i, part, h in zip(b, torch.split(loss, counts), torch.split(hit, counts)):
             pos = np.nonzero(rows[i]['labels'][1:] != -100)[0] + 1
             recs[i] = dict(id=rows[i]['id'], pos=pos.tolist(), token=rows[i]['input_ids'][pos].tolist(),
-                           loss=part.tolist())
+                           loss=part.tolist(), hit=h.tolist())
         if bar is not None: bar.update(int(batch['attention_mask'].sum()))
     return recs
 
