@@ -12,8 +12,9 @@ from .core import *
 from .scoring import Scores
 
 # %% auto #0
-__all__ = ['METHODS', 'check_k', 'top_k_mask', 'per_sample_mask', 'random_mask', 'full_mask', 'Selection', 'select', 'labels_for',
-           'apply_selection', 'summarise', 'format_summary', 'save_selection', 'load_selection']
+__all__ = ['METHODS', 'check_k', 'top_k_mask', 'per_sample_mask', 'random_mask', 'full_mask', 'oracle_mask', 'Selection',
+           'select', 'labels_for', 'apply_selection', 'summarise', 'format_summary', 'score_kinds', 'rates',
+           'kind_rates', 'save_selection', 'load_selection']
 
 # %% ../nbs/04_selection.ipynb #5fd73dbf
 def check_k(k:float)->float:
@@ -57,8 +58,21 @@ def full_mask(n:int)->np.ndarray:
     "Every token kept."
     return np.ones(n, bool)
 
+# %% ../nbs/04_selection.ipynb #442c0dd4
+def oracle_mask(kind:np.ndarray, # kind code per token (−1: none)
+                prefer:list,     # kind codes kept first, in order
+                k:float=0.6, seed:int=42)->np.ndarray:
+    "Keep `floor(N·k)` tokens: every token of `prefer[0]`, then of `prefer[1]`…, then the rest, at random."
+    kind, rng = np.asarray(kind), np.random.default_rng(seed)
+    n, keep = math.floor(len(kind) * check_k(k) + 1e-9), np.zeros(len(kind), bool)
+    for group in [np.nonzero(kind == c)[0] for c in prefer] + [np.nonzero(~np.isin(kind, prefer))[0]]:
+        left = n - int(keep.sum())
+        if left <= 0: break
+        keep[rng.permutation(group)[:left] if len(group) > left else group] = True
+    return keep
+
 # %% ../nbs/04_selection.ipynb #040ac31b
-METHODS = ('global', 'per_sample', 'random', 'full')
+METHODS = ('global', 'per_sample', 'random', 'full', 'base_loss', 'oracle')
 
 @dataclass
 class Selection:
@@ -72,14 +86,20 @@ class Selection:
     @property
     def n_kept(self)->int: return int(self.keep.sum())
 
-def select(sc:Scores, method:str='global', k:float=0.6, seed:int=42)->Selection:
-    "Apply selection `method` ('global', 'per_sample', 'random', 'full') to scores `sc`."
+def select(sc:Scores, method:str='global', k:float=0.6, seed:int=42,
+           kind:np.ndarray|None=None, # 'oracle': kind code of every scored token (`score_kinds`)
+           prefer:list|None=None,     # 'oracle': kind codes kept first, in this order
+          )->Selection:
+    "Apply selection `method` (one of `METHODS`) to scores `sc`."
     if method == 'global': keep = top_k_mask(sc.score, k)
+    elif method == 'base_loss': keep = top_k_mask(sc.base, k)
+    elif method == 'oracle': keep = oracle_mask(kind, prefer, k, seed)
     elif method == 'per_sample': keep = per_sample_mask(sc.score, sc.offsets, k)
     elif method == 'random': keep = random_mask(len(sc), k, seed)
     elif method == 'full': keep = full_mask(len(sc))
     else: raise TokencleanError(f"selection method must be one of {METHODS}, not {method!r}{closest(method, METHODS)}")
-    return Selection(sc, keep, method, 1.0 if method == 'full' else check_k(k), seed if method == 'random' else None)
+    return Selection(sc, keep, method, 1.0 if method == 'full' else check_k(k),
+                     seed if method in ('random', 'oracle') else None)
 
 # %% ../nbs/04_selection.ipynb #56a522ad
 def labels_for(sel:Selection, row:dict, i:int)->np.ndarray:
@@ -117,6 +137,35 @@ def format_summary(s:dict)->str:
     src = ', '.join(f'{k} {v:.1%}' for k, v in s['per_source'].items())
     return (f"{s['method']} k={s['k']}: kept {s['n_kept']:,} of {s['n_tokens']:,} response tokens "
             f"({s['kept_ratio']:.1%}); per source: {src}; samples emptied: {s['emptied_samples']} of {s['n_samples']}")
+
+# %% ../nbs/04_selection.ipynb #54df24a8
+def score_kinds(sc:Scores, rows:list)->np.ndarray:
+    "Kind code (−1: none) of every token of `sc`, from the `kind` arrays of the tokenized `rows`."
+    by_id = {r['id']: r for r in rows}
+    parts = [np.asarray(by_id[sid]['kind'])[sc.pos[sc.sample(i)]] if 'kind' in by_id[sid]
+             else np.full(sc.offsets[i + 1] - sc.offsets[i], -1, np.int8) for i, sid in enumerate(sc.ids)]
+    return np.concatenate(parts).astype(np.int8) if parts else np.zeros(0, np.int8)
+
+def rates(keep:np.ndarray, # bool per token: kept
+          pos:np.ndarray,  # bool per token: of the positive class (e.g. informative)
+         )->AttrDict: # precision, recall, alpha, beta, eta, J, rho (kept noise), kept (kept share), n
+    "Confusion-matrix rates of a keep mask against the truth."
+    keep, pos = np.asarray(keep, bool), np.asarray(pos, bool)
+    tp, fp, n = int((keep & pos).sum()), int((keep & ~pos).sum()), len(pos)
+    alpha, beta = 1 - tp/max(pos.sum(), 1), fp/max((~pos).sum(), 1)
+    return AttrDict(precision=tp/max(tp + fp, 1), recall=1 - alpha, alpha=alpha, beta=beta, eta=1 - pos.mean(),
+                    J=1 - alpha - beta, rho=fp/max(tp + fp, 1), kept=(tp + fp)/max(n, 1), n=n)
+
+def kind_rates(keep:np.ndarray, kind:np.ndarray, # keep mask and kind code per token
+               names:tuple, # kind names, indexed by code
+               positive:list, # names of the positive kinds
+              )->AttrDict:
+    "`rates` against the `positive` kinds, and the share kept of each kind (`kept_<name>`)."
+    keep, kind = np.asarray(keep, bool), np.asarray(kind)
+    r = rates(keep, np.isin(kind, [names.index(p) for p in positive if p in names]))
+    r.update({f'kept_{n}': float(keep[kind == i].mean()) if (kind == i).any() else float('nan')
+              for i, n in enumerate(names)})
+    return r
 
 # %% ../nbs/04_selection.ipynb #c55d3a31
 def save_selection(sel:Selection, path:str|Path)->Path:
