@@ -14,7 +14,8 @@ from .core import *
 __all__ = ['ROLES', 'FORMATS', 'COMPRESSIONS', 'LAYOUT_KEYS', 'EVALS_EXCLUDED', 'DEFAULT_POOL_VERSION', 'WARMUP_SIZES',
            'BadRecord', 'normalise', 'file_format', 'read_records', 'new_account', 'check_account', 'format_account',
            'save_account', 'Samples', 'load_file', 'build_default_pool', 'default_pool', 'load_pool', 'tulu_encode',
-           'render', 'tokenize_sample', 'tokenizer_fingerprint', 'data_fingerprint', 'TokenizedPool', 'tokenize_pool']
+           'render', 'tokenize_sample', 'tokenizer_fingerprint', 'data_fingerprint', 'pool_kinds', 'TokenizedPool',
+           'tokenize_pool']
 
 # %% ../nbs/02_data.ipynb #9f721eec
 class BadRecord(TokencleanError):
@@ -87,6 +88,26 @@ def _weight(m:dict, role:str, field:str, sid:str)->dict:
                         "only assistant turns are trained")
     return {'weight': 0} if w == 0 and role == 'assistant' else {}
 
+def _spans(v, m:dict, f:str, sid:str)->dict:
+    "`{'spans': [{start, end, kind}]}` of an annotated assistant turn `m`, checked and sorted (`{}` if none)."
+    bad = lambda j, why: BadRecord('bad spans', f"sample {sid}: {f}.spans{'' if j is None else f'[{j}]'} {why}")
+    if not isinstance(v, list): raise bad(None, f"must be a list of {{start, end, kind}}, not {type(v).__name__}")
+    if v and (m['role'] != 'assistant' or m.get('weight') == 0):
+        raise bad(None, f"is on a {'weight-0 ' if m.get('weight') == 0 else ''}{m['role']} turn; only trained "
+                  "assistant turns carry annotated spans")
+    out, n = [], len(m['content'])
+    for j, s in enumerate(v):
+        a, b, k = (s.get(x) for x in ('start', 'end', 'kind')) if isinstance(s, dict) else (None,) * 3
+        if not isinstance(s, dict) or not all(isinstance(x, int) and not isinstance(x, bool) for x in (a, b)):
+            raise bad(j, f"must be {{start, end, kind}} with whole-number start and end, got {s!r:.80}")
+        if not 0 <= a < b <= n: raise bad(j, f"is [{a}, {b}): need 0 <= start < end <= {n} (the content's length)")
+        if not isinstance(k, str) or not k.strip(): raise bad(j, f"needs a kind (a non-empty string), got {k!r}")
+        out.append({'start': a, 'end': b, 'kind': k})
+    out.sort(key=lambda s: (s['start'], s['end']))
+    for j, (p, q) in enumerate(zip(out, out[1:])):
+        if q['start'] < p['end']: raise bad(None, f"overlap: [{p['start']}, {p['end']}) and [{q['start']}, {q['end']})")
+    return {'spans': out} if out else {}
+
 def _message(m, j:int, sid:str)->dict:
     "One message in canonical form."
     f = f'messages[{j}]'
@@ -102,6 +123,7 @@ def _message(m, j:int, sid:str)->dict:
     if c is None and not (calls and role == 'assistant'):
         raise BadRecord('bad content', f"sample {sid}: {f}.content is missing (None)")
     out = {'role': role, 'content': '' if c is None else _content(c, f'{f}.content', sid), **_weight(m, role, f, sid)}
+    if m.get('spans') is not None: out.update(_spans(m['spans'], out, f, sid))
     if calls and role == 'assistant': out['tool_calls'] = _tool_calls(calls, f'{f}.tool_calls', sid)
     if role == 'tool': out.update({k: m[k] for k in ('name', 'tool_call_id') if isinstance(m.get(k), str)})
     return out
@@ -641,22 +663,54 @@ def render(tok, messages:list, template:str='model', sid:str='?', tools:list|Non
     if template == 'model': return _model_template(tok, messages, sid, tools)
     raise TokencleanError(f"template must be 'model' or 'tulu', not {template!r}")
 
+# %% ../nbs/02_data.ipynb #d39c8d6c
+def _check_max_len(max_len):
+    "A clear error unless `max_len` is a whole number of tokens >= 1."
+    if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
+        hint = '; for no truncation pass a length above the longest sample' if max_len is None else ''
+        raise TokencleanError(f"max_len must be a whole number of tokens >= 1, not {max_len!r}{hint}")
+
+def _special_strings(tok)->list:
+    "The strings `tok` reads as one control token (its special tokens), longest first."
+    added = [t.content for t in getattr(tok, 'added_tokens_decoder', {}).values() if getattr(t, 'special', False)]
+    return sorted(set(added) | set(tok.all_special_tokens), key=len, reverse=True)
+
+def _check_special(tok, messages:list, sid:str):
+    "A bad record if a message's text holds a special-token string (it would become a control token)."
+    for i, m in enumerate(messages):
+        t = next((t for t in _special_strings(tok) if t and t in m['content']), None)
+        if t: raise BadRecord('special token in content', f"sample {sid}: messages[{i}].content holds {t!r}, a special "
+                              f"token of {_tok_name(tok)!r}, which would be read as a control token (a forged turn "
+                              "boundary); remove it from the text, or skip such samples (on_bad_record: skip)")
+
 # %% ../nbs/02_data.ipynb #6b09d4d6
-def tokenize_sample(tok, sample:dict, max_len:int=2048, template:str='model')->dict:
+def tokenize_sample(tok, sample:dict, max_len:int=2048, template:str='model',
+                    kinds:tuple|None=None, # span kinds of the pool: adds `kind` (int8 index into `kinds`, -1: none)
+                   )->dict:
     "`sample` tokenized: id, source, input_ids, labels (int32), untruncated length and response tokens cut."
+    _check_max_len(max_len)
+    msgs, sid, eos = sample['messages'], sample['id'], tok.eos_token or '</s>'
+    _check_special(tok, msgs, sid)
+    plain = [{k: v for k, v in m.items() if k != 'spans'} for m in msgs]
     if template == 'tulu':
-        _tulu_check(sample['messages'], sample['id'])
-        ids, labels = tulu_encode(tok, sample['messages'], max_len)
-        full = tulu_encode(tok, sample['messages'], None)[1] if len(ids) >= max_len else labels
+        _tulu_check(plain, sid)
+        ids, labels = tulu_encode(tok, plain, max_len)
+        full = tulu_encode(tok, plain, None)[1] if len(ids) >= max_len else labels
         n_full, n_cut = len(full), int((full != -100).sum() - (labels != -100).sum())
+        if kinds is not None: text, spans = _tulu_spans(plain, eos)
+        off = _tulu_offsets(tok, text, ids) if kinds is not None else None
     else:
-        text, spans = render(tok, sample['messages'], template, sample['id'], sample.get('tools'))
+        text, spans = render(tok, plain, template, sid, sample.get('tools'))
         enc = tok(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        ids = np.asarray(enc['input_ids'], dtype=np.int32)
-        train = np.array([any(a < e and b > s for s, e in spans) for a, b in enc['offset_mapping']], dtype=bool)
+        ids, off = np.asarray(enc['input_ids'], dtype=np.int32), enc['offset_mapping']
+        train = np.array([any(a < e and b > s for s, e in spans) for a, b in off], dtype=bool)
         labels = np.where(train, ids, -100).astype(np.int32)
         n_full, n_cut, ids, labels = len(ids), int(train[max_len:].sum()), ids[:max_len], labels[:max_len]
-    return dict(id=sample['id'], source=sample['source'], input_ids=ids, labels=labels, n_full=n_full, n_cut=n_cut)
+    out = dict(id=sid, source=sample['source'], input_ids=ids, labels=labels, n_full=n_full, n_cut=n_cut)
+    if kinds is not None:
+        where = _text_spans(msgs, _content_starts(msgs, text, spans, template, eos, sid))
+        out['kind'] = np.where(labels != -100, _token_kinds(off, where, kinds)[:max_len], -1).astype(np.int8)
+    return out
 
 # %% ../nbs/02_data.ipynb #9e9bff69
 def tokenizer_fingerprint(tok)->str:
@@ -676,6 +730,10 @@ def _drop_reason(s:dict, r:dict)->str|None:
     if all(not m['content'].strip() for m in s['messages'] if _trained(m)): return 'empty response'
     if not (r['labels'] != -100).any(): return 'response truncated away'
 
+def pool_kinds(samples:list)->tuple:
+    "The sorted kind names of all annotated spans in `samples` (empty when none has spans)."
+    return tuple(sorted({sp['kind'] for s in samples for m in s['messages'] for sp in m.get('spans', ())}))
+
 # %% ../nbs/02_data.ipynb #57815c22
 @dataclass
 class TokenizedPool:
@@ -686,6 +744,7 @@ class TokenizedPool:
     max_len:int
     template:str
     account:dict=field(default_factory=dict)
+    kinds:tuple=()   # sorted span kinds of the pool; a row's `kind` indexes them (no `kind` when empty)
     def __len__(self): return len(self.rows)
     def __getitem__(self, i): return self.rows[i]
     @property
@@ -695,14 +754,14 @@ class TokenizedPool:
         rows = [self.rows[i] for i in idxs]
         acc = new_account(len(rows), f"{name} of {self.account.get('source', 'pool')}")
         key = stable_hash(self.key, name, [r['id'] for r in rows])
-        return TokenizedPool(rows, {}, key, self.max_len, self.template, acc)
+        return TokenizedPool(rows, {}, key, self.max_len, self.template, acc, self.kinds)
     def n_response_tokens(self)->int: return int(sum((r['labels'] != -100).sum() for r in self.rows))
 
 # %% ../nbs/02_data.ipynb #94b0392c
-def _tokenize_one(tok, s:dict, max_len:int, template:str)->dict:
+def _tokenize_one(tok, s:dict, max_len:int, template:str, kinds:tuple|None=None)->dict:
     "`tokenize_sample`, with any unexpected failure named by sample."
     _check_unicode(s['messages'], s.get('id'))
-    try: return tokenize_sample(tok, s, max_len, template)
+    try: return tokenize_sample(tok, s, max_len, template, kinds)
     except TokencleanError: raise
     except Exception as e:
         raise BadRecord('tokenization failed', f"sample {s.get('id')}: tokenization failed "
@@ -718,10 +777,12 @@ def tokenize_pool(tok, samples:list, max_len:int=2048, template:str='model', ver
     if acc['kept'] != len(samples):
         raise TokencleanError(f"the account of {acc['source']} has {acc['kept']} samples, not {len(samples)}: the list "
                               "changed after loading; set samples aside with `Samples.split`, or pass `account=`")
+    _check_max_len(max_len)
     keep_untrained = template == 'tulu' if keep_untrained is None else keep_untrained
-    rows = []
+    rows, kinds = [], pool_kinds(samples)
+    if len(kinds) > 127: raise TokencleanError(f"{len(kinds)} span kinds; at most 127 fit the int8 `kind` array")
     for s in samples:
-        try: r = _tokenize_one(tok, s, max_len, template)
+        try: r = _tokenize_one(tok, s, max_len, template, kinds or None)
         except BadRecord as e:
             if acc['on_bad_record'] == 'error': raise
             _count(acc, 'dropped', e.reason, s['id'], str(e))
@@ -736,6 +797,56 @@ def tokenize_pool(tok, samples:list, max_len:int=2048, template:str='model', ver
         rows.append(r)
     acc['kept'] = len(rows)
     key = stable_hash(data_fingerprint(samples), tokenizer_fingerprint(tok), max_len, template)
-    tp = TokenizedPool(rows, dict(acc['dropped']), key, max_len, template, check_account(acc))
+    tp = TokenizedPool(rows, dict(acc['dropped']), key, max_len, template, check_account(acc), kinds)
     if verbose: print(f"{format_account(acc)}; {tp.n_response_tokens():,} response tokens")
     return tp
+
+# %% ../nbs/02_data.ipynb #d0a14ca1
+def _content_starts(messages:list, text:str, trained:list, template:str, eos:str, sid:str)->dict:
+    "Where the stripped content of each annotated turn starts in the rendered `text`: {message index: offset}."
+    out, pos = {}, 0
+    if template == 'tulu':
+        for i, m in enumerate(messages):
+            if m.get('spans'): out[i] = pos + len(f"<|{m['role']}|>\n")
+            pos += len(_tulu_text([m], eos))
+        return out
+    for i, (a, _) in zip([i for i, m in enumerate(messages) if _trained(m)], trained):
+        if not messages[i].get('spans'): continue
+        out[i] = text.find(messages[i]['content'].strip(), a)
+        if out[i] < 0: raise BadRecord('spans not rendered', f"sample {sid}: the chat template does not render "
+                                       f"messages[{i}].content as it is, so its spans cannot be placed")
+    return out
+
+def _text_spans(messages:list, starts:dict)->list:
+    "Annotated spans as (start, end, kind) in the rendered text, clipped to the content the template keeps."
+    out = []
+    for i, c0 in starts.items():
+        c = messages[i]['content']
+        lead, n = len(c) - len(c.lstrip()), len(c.strip())
+        for sp in messages[i]['spans']:
+            a, b = (c0 + min(max(sp[k] - lead, 0), n) for k in ('start', 'end'))
+            if a < b: out.append((a, b, sp['kind']))
+    return out
+
+
+# %% ../nbs/02_data.ipynb #99b9e0b3
+def _token_kinds(offsets, spans:list, kinds:tuple)->np.ndarray:
+    "Per token: the index in `kinds` of the span covering most of its characters, else -1 (int8)."
+    off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    if not spans: return np.full(len(off), -1, dtype=np.int8)
+    s, e = np.array([x[0] for x in spans]), np.array([x[1] for x in spans])
+    ov = np.minimum(off[:, 1:], e) - np.maximum(off[:, :1], s)     # characters shared by token and span
+    k = np.array([kinds.index(x[2]) for x in spans], dtype=np.int8)
+    return np.where(ov.max(1) > 0, k[ov.argmax(1)], -1).astype(np.int8)
+
+def _tulu_offsets(tok, text:str, ids:np.ndarray)->list:
+    "Character offsets of the tokens `tulu_encode` made of `text` (a fast tokenizer's offsets, checked)."
+    if not getattr(tok, 'is_fast', False):
+        raise TokencleanError(f"annotated spans with template='tulu' need a fast tokenizer (character offsets); "
+                              f"{_tok_name(tok)!r} is a slow one: use template='model' or a fast tokenizer")
+    enc = tok(text, return_offsets_mapping=True, verbose=False)
+    if list(enc['input_ids'][:len(ids)]) != ids.tolist():
+        raise TokencleanError(f"{_tok_name(tok)!r}: tokenizing with offsets differs from the Tulu encoding, so "
+                              "annotated spans cannot be placed with template='tulu'; use template='model'")
+    return enc['offset_mapping'][:len(ids)]
+
