@@ -29,6 +29,8 @@ class StudyConfig:
     pool_limit:int|None=None           # use the first n pool samples
     warmup:str='default:warmup'        # warm-up set for the reference model
     warmup_limit:int|None=None         # use the first n warm-up samples
+    warmup_epochs:int|None=None        # epochs of the warm-up (reference) training; None: train.epochs
+    warmup_lr:float|None=None          # learning rate of the warm-up training; None: train.lr
     heldout:int=0                      # pool samples held out (by id hash) for the held-out loss
     on_bad_record:str='error'          # a malformed record: 'error' (stop, naming it) or 'skip' (count it)
     max_len:int=2048                   # tokens per sample (truncation)
@@ -106,6 +108,7 @@ def _number(key:str, v, eg, lo=None, hi=None, integer:bool=False, open_lo:bool=F
     else: rng = f'{lo} {lt} {name} {gt} {hi}' if hi is not None else f"{name} {'>' if open_lo else '≥'} {lo}"
     need = f"{'a whole number' if integer else 'a number'}{' or null' if none else ''}{f' with {rng}' if rng else ''}"
     if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)): _bad(key, need, v, eg)
+    if v != v or v in (float('inf'), float('-inf')): _bad(key, need.replace('a number', 'a finite number'), v, eg)
     if lo is not None and (v <= lo if open_lo else v < lo): _bad(key, need, v, eg)
     if hi is not None and (v >= hi if open_hi else v > hi): _bad(key, need, v, eg)
     return v
@@ -141,6 +144,11 @@ def _str(key:str, v, eg:str):
     if not isinstance(v, str) or not v: _bad(key, 'a non-empty string', v, eg)
     return v
 
+def _unique(key:str, v:list):
+    "A clear error if the list `v` names an item twice."
+    twice = sorted({str(x) for x in v if v.count(x) > 1})
+    if twice: _bad(key, f"a list without repeats ({', '.join(twice)} twice)", v, f'[{", ".join(dict.fromkeys(map(str, v)))}]')
+
 def validate(c:StudyConfig)->StudyConfig:
     "Check every value of `c` (types, ranges, choices), reading numeric strings as numbers; raise naming key and fix."
     for k, eg in dict(model='smollm2-135m-instruct', pool='default', warmup='default:warmup', out='runs').items():
@@ -150,6 +158,8 @@ def validate(c:StudyConfig)->StudyConfig:
         _bad('device', 'null, cpu, mps, cuda or cuda:N', c.device, 'cuda')
     c.pool_limit = _number('pool_limit', c.pool_limit, 1000, lo=1, integer=True, none=True)
     c.warmup_limit = _number('warmup_limit', c.warmup_limit, 1000, lo=1, integer=True, none=True)
+    c.warmup_epochs = _number('warmup_epochs', c.warmup_epochs, 1, lo=1, integer=True, none=True)
+    c.warmup_lr = _number('warmup_lr', c.warmup_lr, 1e-4, lo=0, open_lo=True, none=True)
     c.heldout = _number('heldout', c.heldout, 0, lo=0, integer=True)
     c.max_len = _number('max_len', c.max_len, 2048, lo=MIN_LEN, integer=True)
     c.k = _number('k', c.k, 0.6, lo=0, hi=1, open_lo=True)
@@ -165,8 +175,10 @@ def validate(c:StudyConfig)->StudyConfig:
     if not isinstance(c.progress, bool): _bad('progress', 'true or false', c.progress, 'true')
     c.methods = _list('methods', c.methods, f'[{c.methods}]', lambda m: _choice('methods', m, ALL_METHODS))
     if not c.methods: _bad('methods', 'a non-empty list', c.methods, '[fixed]')
+    _unique('methods', c.methods)
     c.seeds = _list('seeds', c.seeds, f'[{c.seeds}]', lambda s: _number('seeds', s, 42, integer=True))
     if not c.seeds: _bad('seeds', 'a non-empty list', c.seeds, '[42]')
+    _unique('seeds', c.seeds)
     c.eval_tasks = _list('eval_tasks', c.eval_tasks, f'[{c.eval_tasks}]', lambda t: _str('eval_tasks', t, 'boolq'))
     if c.lora_targets is not None: c.lora_targets = _list('lora_targets', c.lora_targets, '[q_proj, v_proj]')
     c.train = _check_train(c.train)
