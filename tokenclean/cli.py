@@ -166,11 +166,11 @@ def cmd_config(a):
 
 def cmd_warmup(a):
     "Train (or reuse) the warm-up reference adapter."
-    print(warmup_reference(Study(resolve_config(a.config, a.set))))
+    print(warmup_reference(Study(preflight(resolve_config(a.config, a.set)))))
 
 def cmd_score(a):
     "Score the pool with (base, reference); print where the scores are."
-    st = Study(resolve_config(a.config, a.set))
+    st = Study(preflight(resolve_config(a.config, a.set)))
     sc = score_pool(st)
     print(f"scored {len(sc):,} response tokens of {len(sc.ids)} samples; mean score {sc.score.mean():.4f}; "
           f"in {st.path('scores')}")
@@ -178,7 +178,7 @@ def cmd_score(a):
 def cmd_select(a):
     "Select tokens with a method's rule and print the selection summary."
     from tokenclean.selection import select, summarise, format_summary, save_selection
-    rule, st = select_rule(a.method), Study(resolve_config(a.config, a.set))
+    rule, st = select_rule(a.method), Study(preflight(resolve_config(a.config, a.set)))
     cfg = st.cfg
     sel = select(score_pool(st), rule, cfg.k, cfg.seeds[0])
     if not is_main(): return
@@ -188,7 +188,7 @@ def cmd_select(a):
 # %% ../nbs/09_cli.ipynb #e71239c6
 def cmd_train(a):
     "Train one method (and seed) on the pool and print its result."
-    st = Study(resolve_config(a.config, a.set))
+    st = Study(preflight(resolve_config(a.config, a.set)))
     seed = a.seed if a.seed is not None else st.cfg.seeds[0]
     r = run_method(st, a.method, seed, score_pool(st) if a.method in METHOD_RULE else None)
     if not is_main(): return
@@ -197,7 +197,7 @@ def cmd_train(a):
 def cmd_export(a):
     "Export the pool cleaned by a method as a Hugging Face dataset with a dataset card (and push it to the Hub)."
     from tokenclean.selection import select, apply_selection
-    rule, st = select_rule(a.method), Study(resolve_config(a.config, a.set))
+    rule, st = select_rule(a.method), Study(preflight(resolve_config(a.config, a.set)))
     sel = select(score_pool(st), rule, st.cfg.k, st.cfg.seeds[0])
     meta = export_meta(sel, asdict(st.cfg), method=a.method, pool_dropped=st.pool.dropped)
     out = export_cleaned(apply_selection(sel, st.pool.rows), a.out, meta, push_to_hub=a.push_to_hub,
@@ -211,7 +211,7 @@ def cmd_study(a):
     "Run (or resume) the whole study, then write its table and figures."
     from tokenclean.report import write_report
     from tokenclean.selection import select, summarise
-    cfg = resolve_config(a.config, a.set)
+    cfg = preflight(resolve_config(a.config, a.set))      # eval tasks, LoRA targets, files, out: before any model
     with Timer() as t: results = run_study(cfg)
     if not is_main(): return                              # one report, from the main process
     st = Study(cfg)
@@ -267,6 +267,20 @@ def _fail(msg:str, code:int):
     print(msg, file=sys.stderr)
     sys.exit(code)
 
+def _out_of(a)->str:
+    "The output folder of the command's config ('?' if it has none)."
+    try: return str(Path(resolve_config(a.config, a.set).out).resolve())
+    except Exception: return '?'
+
+def _io_error(e:Exception, a)->str|None:
+    "One line for an IO error (read-only, disk full, a file in the way) naming the path; None for other errors."
+    from tokenclean.config import _os_why
+    if isinstance(e, OSError) and e.errno is not None:
+        return f"{e.filename or _out_of(a)}: {_os_why(e)}; fix that and run the same command again (it resumes)"
+    if 'No space left on device' in str(e):
+        return (f"{_out_of(a)}: no space left on the device ({type(e).__name__} while writing); free some space "
+                "and run the same command again (it resumes)")
+
 def run_command(a):
     "Run the subcommand of parsed arguments `a`, turning errors into short messages (all of them with `--debug` off)."
     if a.threads: set_threads(a.threads)
@@ -277,6 +291,7 @@ def run_command(a):
     except KeyboardInterrupt: _fail(f"tokenclean {a.cmd}: interrupted; run the same command again to resume", 130)
     except Exception as e:
         if a.debug: raise
+        if line := _io_error(e, a): _fail(f"tokenclean {a.cmd}: error: {line}", 2)
         first = (str(e).strip().splitlines() or [''])[0][:300]
         _fail(f"tokenclean {a.cmd}: unexpected {type(e).__name__}: {first}\n"
               f"  (not a case tokenclean handles yet: rerun with --debug for the traceback, and report it)", 1)
