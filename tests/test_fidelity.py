@@ -35,34 +35,50 @@ def test_tulu_tokenization_equals_theirs(fixtures):
     assert len(tp) == 120 and tp.account['untrained'] == 3     # the paper mode keeps them, with all labels −100
     assert all(np.array_equal(r['input_ids'], t['input_ids']) for r, t in zip(tp.rows, theirs))
 
-def test_base_loss_equals_theirs(fixtures):
-    "tokenclean's per-token loss of the base model on their `input_ids` is theirs within 1e-4 at every response token."
+def _their_scores(chats, theirs, base=None):
+    "Scores over their response tokens from their reference losses and `base` (default: their base losses)."
+    from tokenclean.scoring import Scores
+    resp = [_resp(t) for t in theirs]
+    cat = lambda k, dt=np.float32: np.concatenate([np.asarray(t[k], dt)[p] for t, p in zip(theirs, resp)])
+    return Scores([c['id'] for c in chats], [c['source'] for c in chats], np.cumsum([0] + [len(p) for p in resp]),
+                  np.concatenate(resp).astype(np.int32), cat('input_ids', np.int32),
+                  cat('base_loss') if base is None else base, cat('ref_loss')), cat('selected_labels', np.int64) != -100
+
+def test_base_loss_equals_theirs(fixtures, tmp_path):
+    """tokenclean's scoring of their Tulu tokens with the base model (skipping the 3 samples with no response token,
+    cutting each sample after its last response token) gives their loss within 1e-4 at every response token, and
+    with their reference losses keeps exactly the tokens they kept."""
     from tokenclean.core import set_threads
+    from tokenclean.data import TokenizedPool
     from tokenclean.models import load_model
-    from tokenclean.scoring import token_nll
+    from tokenclean.core import load_json
+    from tokenclean.scoring import token_losses
+    from tokenclean.selection import select
     set_threads(1)
-    _, theirs = fixtures
-    model = load_model('smollm2-135m-instruct').eval()
-    worst, n = 0.0, 0
-    for t in theirs:
-        ids, lab = torch.tensor([t['input_ids']]), torch.tensor([t['labels']])
-        with torch.no_grad(): ours = token_nll(model, ids, torch.ones_like(ids), lab).numpy()
-        pos = np.nonzero(lab[0, 1:].numpy() != -100)[0] + 1    # their position t holds the loss of predicting token t
-        worst, n = max(worst, float(np.abs(ours - np.asarray(t['base_loss'])[pos]).max(initial=0))), n + len(pos)
-    print(f'\nbase-model loss: max |ours - theirs| = {worst:.2e} nats over {n:,} response tokens of 120 chats')
-    assert n == 10293 and worst < 1e-4
+    chats, theirs = fixtures
+    rows = [dict(id=t['id'], source=c['source'], input_ids=np.asarray(t['input_ids'], np.int32),
+                 labels=np.asarray(t['labels'], np.int32)) for c, t in zip(chats, theirs)]
+    tp = TokenizedPool(rows, {}, 'authors-fixtures', 2048, 'tulu', {})
+    store = token_losses(load_model('smollm2-135m-instruct').eval(), tp, tmp_path, pad_id=0, progress=False)
+    ours, acc = store.read(), load_json(store.path/'meta.json')['run']
+    base = np.concatenate([ours[t['id']][2] for t in theirs])
+    sc, their_kept = _their_scores(chats, theirs, base)
+    worst = float(np.abs(base - _their_scores(chats, theirs)[0].base).max())
+    kept = select(sc, 'global', 0.6).keep
+    print(f"\nbase-model loss: max |ours - theirs| = {worst:.2e} nats over {len(base):,} response tokens; "
+          f"{acc['skipped']} samples skipped, {acc['tokens_run']:,} of {acc['tokens']:,} tokens run; "
+          f"kept {kept.sum():,}, the same as theirs: {np.array_equal(kept, their_kept)}")
+    assert len(base) == 10293 and worst < 1e-4
+    assert acc['skipped'] == 3 and acc['tokens'] == 35571 and acc['tokens_run'] < acc['tokens']
+    assert all(len(ours[t['id']][0]) == 0 for t in theirs if not len(_resp(t)))
+    assert np.array_equal(kept, their_kept)
 
 def test_global_selection_equals_theirs(fixtures):
     "Global top-60% of their base − reference losses keeps exactly the tokens they kept."
-    from tokenclean.scoring import Scores
     from tokenclean.selection import select
     chats, theirs = fixtures
-    resp = [_resp(t) for t in theirs]
-    cat = lambda k, dt=np.float32: np.concatenate([np.asarray(t[k], dt)[p] for t, p in zip(theirs, resp)])
-    sc = Scores([c['id'] for c in chats], [c['source'] for c in chats], np.cumsum([0] + [len(p) for p in resp]),
-                np.concatenate(resp).astype(np.int32), cat('input_ids', np.int32), cat('base_loss'), cat('ref_loss'))
+    sc, their_kept = _their_scores(chats, theirs)
     kept = select(sc, 'global', 0.6).keep
-    their_kept = cat('selected_labels', np.int64) != -100
     jaccard = (kept & their_kept).sum() / (kept | their_kept).sum()
     print(f'\nselection: kept {kept.sum():,} of {len(kept):,} (theirs {their_kept.sum():,}), Jaccard {jaccard:.4f}')
     assert kept.sum() == their_kept.sum() == 6175 and np.array_equal(kept, their_kept)

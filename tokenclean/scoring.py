@@ -12,8 +12,9 @@ from .core import *
 from .models import adapter_off, fingerprint, autocast, processes
 
 # %% auto #0
-__all__ = ['lm_parts', 'token_nll', 'collate', 'length_batches', 'padding_waste', 'LossStore', 'check_token_nll', 'token_losses',
-           'process_losses', 'Scores', 'join_scores', 'save_scores', 'load_scores']
+__all__ = ['lm_parts', 'token_nll', 'collate', 'length_batches', 'padding_waste', 'scored_part', 'run_account', 'LossStore',
+           'check_token_nll', 'token_losses', 'process_losses', 'Scores', 'join_scores', 'save_scores', 'load_scores',
+           'agreement_share', 'check_precision', 'choose_precision']
 
 # %% ../nbs/03_scoring.ipynb #2d809e02
 def lm_parts(model)->tuple:
@@ -21,9 +22,17 @@ def lm_parts(model)->tuple:
     lm = model.get_base_model() if hasattr(model, 'get_base_model') else model
     return lm.get_decoder(), lm.get_output_embeddings(), getattr(lm.config, 'final_logit_softcapping', None)
 
+def _logits(head, x:torch.Tensor, dtype=None)->torch.Tensor:
+    "fp32 logits of hidden states `x`; the head runs in `dtype` (None: as the surrounding autocast has it)."
+    if dtype is None: return head(x).float()
+    if dtype == torch.float32:
+        with torch.autocast(x.device.type, enabled=False): return head(x.to(head.weight.dtype)).float()
+    with torch.autocast(x.device.type, dtype=dtype): return head(x).float()
+
 def token_nll(model, input_ids, attention_mask, labels, # a padded batch; labels −100 where not trained
               chunk:int=256, # positions per output-projection chunk (larger on GPUs)
               hits:bool=False, # also return whether each token is the model's top prediction
+              head_dtype=None, # dtype of the output head, e.g. `torch.float32` under bf16 autocast (None: the autocast's)
              )->torch.Tensor: # NLL of each trained token, row-major (and the hits, with `hits`)
     "Negative log-likelihood of every trained token, computed only at trained positions."
     body, head, cap = lm_parts(model)
@@ -32,7 +41,7 @@ def token_nll(model, input_ids, attention_mask, labels, # a padded batch; labels
     hs, tgt = h[:, :-1][sel], labels[:, 1:][sel].long()
     out, hit = [], []
     for i in range(0, len(tgt), chunk):
-        z = head(hs[i:i + chunk]).float()
+        z = _logits(head, hs[i:i + chunk], head_dtype)
         if cap: z = cap * torch.tanh(z / cap)
         out.append(torch.logsumexp(z, -1) - z.gather(-1, tgt[i:i + chunk, None])[:, 0])
         if hits: hit.append(z.argmax(-1) == tgt[i:i + chunk])
@@ -73,6 +82,19 @@ def padding_waste(lengths, batches)->float:
     "Padded tokens per real token over `batches`."
     real = sum(lengths[i] for b in batches for i in b)
     return sum(len(b) * max(lengths[i] for i in b) for b in batches) / real - 1
+
+# %% ../nbs/03_scoring.ipynb #d7eaf72b
+def scored_part(r:dict)->dict|None:
+    "Row `r` cut after its last scored token (later positions change no score); None if no token of it is scored."
+    p = np.flatnonzero(r['labels'][1:] != -100)
+    return dict(r, input_ids=r['input_ids'][:p[-1] + 2], labels=r['labels'][:p[-1] + 2]) if len(p) else None
+
+def run_account(rows:list)->dict:
+    "What scoring `rows` runs: samples skipped (no scored token), tokens run (up to each last scored token), tokens."
+    parts = [scored_part(r) for r in rows]
+    return dict(samples=len(rows), skipped=sum(p is None for p in parts),
+                tokens_run=sum(len(p['input_ids']) for p in parts if p is not None),
+                tokens=sum(len(r['input_ids']) for r in rows))
 
 # %% ../nbs/03_scoring.ipynb #735b63f0
 class LossStore:
@@ -121,19 +143,24 @@ def _check_finite(loss:torch.Tensor, rows:list, counts:list):
     raise TokencleanError(f"sample {r['id']}: non-finite token loss ({loss[bad].item()}) at a response token; "
                           "check the model's dtype (fp16 overflows) and the data")
 
+def _record(r:dict)->dict:
+    "The loss record of row `r`, its losses still empty."
+    pos = np.nonzero(r['labels'][1:] != -100)[0] + 1
+    return dict(id=r['id'], pos=pos.tolist(), token=r['input_ids'][pos].tolist(), loss=[], hit=[])
+
 def _shard_losses(model, rows:list, pad_id:int, max_tokens:int, bar=None, precision:str='fp32')->list:
-    "Loss records for `rows`, batched by length."
-    recs = [None] * len(rows)
-    for b in length_batches([len(r['input_ids']) for r in rows], max_tokens):
-        batch = {k: v.to(model.device) for k, v in collate([rows[i] for i in b], pad_id).items()}
-        with torch.no_grad(), autocast(model.device, precision): loss, hit = token_nll(model, **batch, hits=True)
-        loss, hit = loss.cpu(), hit.cpu()
-        counts = [int((rows[i]['labels'][1:] != -100).sum()) for i in b]
+    "Loss records for `rows`, batched by length; a sample with no scored token is not run (its record is empty)."
+    cut, recs = [scored_part(r) for r in rows], [_record(r) for r in rows]
+    live = [i for i, c in enumerate(cut) if c is not None]
+    for b in length_batches([len(cut[i]['input_ids']) for i in live], max_tokens):
+        b = [live[j] for j in b]
+        batch = {k: v.to(model.device) for k, v in collate([cut[i] for i in b], pad_id).items()}
+        with torch.no_grad(), autocast(model.device, precision):
+            loss, hit = token_nll(model, **batch, hits=True, head_dtype=torch.float32)
+        loss, hit, counts = loss.cpu(), hit.cpu(), [len(recs[i]['pos']) for i in b]
         _check_finite(loss, [rows[i] for i in b], counts)
         for i, part, h in zip(b, torch.split(loss, counts), torch.split(hit, counts)):
-            pos = np.nonzero(rows[i]['labels'][1:] != -100)[0] + 1
-            recs[i] = dict(id=rows[i]['id'], pos=pos.tolist(), token=rows[i]['input_ids'][pos].tolist(),
-                           loss=part.tolist(), hit=h.tolist())
+            recs[i].update(loss=part.tolist(), hit=h.tolist())
         if bar is not None: bar.update(int(batch['attention_mask'].sum()))
     return recs
 
@@ -144,17 +171,21 @@ def token_losses(model, tp, # a model (or `PeftModel`) and a `TokenizedPool`
                  pad_id:int=0, shard_size:int=256, max_tokens:int=8192,
                  progress:bool=True, desc:str='losses',
                  rank:int=0, world:int=1, # this process's rank and the process count (multi-process scoring)
-                 precision:str='fp32', # autocast: 'fp32', 'bf16' or 'fp16'
+                 precision:str='fp32', # autocast of the body: 'fp32', 'bf16' or 'fp16' (the head is always fp32)
                  check:bool=True, # compare `token_nll` with the model's own loss on one batch first
+                 provenance:dict|None=None, # more to record in the store's `meta.json` (e.g. `choose_precision`'s)
                 )->LossStore:
     "Compute (or resume, or reuse) the per-token losses of `model` on `tp`."
     from tqdm.auto import tqdm
-    key = stable_hash(tp.key, fingerprint(model, adapter), *([precision] if precision != 'fp32' else []))
+    key = stable_hash(tp.key, fingerprint(model, adapter), *([f'{precision}+fp32-head'] if precision != 'fp32' else []))
     store = LossStore(Path(root)/f'losses-{key}')
     if store.done: return store
     shards = [list(range(i, min(i + shard_size, len(tp)))) for i in range(0, len(tp), shard_size)]
     todo = [s for s in range(len(shards)) if s % world == rank and not store.shard(s).exists()]
-    bar = tqdm(total=sum(len(tp[i]['input_ids']) for s in todo for i in shards[s]), desc=desc, unit='tok',
+    acc = run_account(tp.rows)
+    if progress and rank == 0 and acc['skipped']:
+        print(f"{desc}: {acc['skipped']:,} of {acc['samples']:,} samples have no scored token and are not run")
+    bar = tqdm(total=run_account([tp[i] for s in todo for i in shards[s]])['tokens_run'], desc=desc, unit='tok',
                unit_scale=True, disable=not progress)
     was_training = model.training
     model.eval()                                           # no dropout while scoring
@@ -172,7 +203,7 @@ def token_losses(model, tp, # a model (or `PeftModel`) and a `TokenizedPool`
         return store
     save_json(dict(key=key, pool_key=tp.key, model=fingerprint(model, adapter), adapter=adapter, n_samples=len(tp),
                    n_shards=len(shards), shard_size=shard_size, max_len=tp.max_len, template=tp.template,
-                   precision=precision), store.path/'meta.json')
+                   precision=precision, head_precision='fp32', run=acc, **(provenance or {})), store.path/'meta.json')
     _barrier(world)
     return store
 
@@ -251,3 +282,63 @@ def load_scores(path:str|Path)->Scores:
     cat = lambda k, dt: np.concatenate([np.asarray(x, dt) for x in t[k]]) if t[k] else np.zeros(0, dt)
     return Scores(t['id'], t['source'], offsets, cat('pos', np.int32), cat('token', np.int32), cat('base', np.float32),
                   cat('ref', np.float32))
+
+# %% ../nbs/03_scoring.ipynb #d749b616
+def agreement_share(tp, share:float=0.02, min_tokens:int=500, seed:int=0)->list:
+    "Indices of a fixed random share of `tp`'s scored samples: at least `share` of them and `min_tokens` scored tokens."
+    n = [int((r['labels'][1:] != -100).sum()) for r in tp.rows]
+    need, idx, got = int(np.ceil(share * len(tp))), [], 0
+    for i in np.random.default_rng(seed).permutation(len(tp)):
+        if len(idx) >= need and got >= min_tokens: break
+        if n[i]: idx.append(int(i)); got += n[i]
+    return sorted(idx)
+
+# %% ../nbs/03_scoring.ipynb #bfe6eddd
+def _share_scores(model, rows:list, pad_id:int, precision:str, max_tokens:int)->np.ndarray:
+    "base − reference of every scored token of `rows` (the loss itself for a model without an adapter)."
+    def loss(adapter):
+        with adapter_off(model) if not adapter else contextlib.nullcontext():
+            recs = _shard_losses(model, rows, pad_id, max_tokens, precision=precision)
+        return np.concatenate([np.asarray(r['loss'], np.float32) for r in recs] + [np.zeros(0, np.float32)])
+    return loss(False) - loss(True) if hasattr(model, 'disable_adapter') else loss(False)
+
+def check_precision(model, tp, # the scoring model (a `PeftModel`: base = adapter off) and the pool
+                    k:float=0.6, # share of tokens the selection keeps
+                    candidate:str='bf16', threshold:float=0.98, # the precision to try; the Jaccard it must reach
+                    share:float=0.02, min_tokens:int=500, seed:int=0, # the share scored twice (`agreement_share`)
+                    pad_id:int=0, max_tokens:int=8192, verbose:bool=True,
+                   )->dict: # the precision to use, and the evidence
+    "Score a fixed share of `tp` in fp32 and in `candidate`; keep `candidate` only if the top-`k` kept sets agree."
+    from tokenclean.selection import top_k_mask
+    rows = [tp[i] for i in agreement_share(tp, share, min_tokens, seed)]
+    was = model.training
+    model.eval()
+    try: s32, sc = [_share_scores(model, rows, pad_id, p, max_tokens) for p in ('fp32', candidate)]
+    finally: model.train(was)
+    a, b = top_k_mask(s32, k), top_k_mask(sc, k)
+    j = float((a & b).sum() / max((a | b).sum(), 1))
+    use = candidate if j >= threshold else 'fp32'
+    res = dict(precision=use, candidate=candidate, jaccard=j, threshold=threshold, k=k, samples=len(rows), tokens=len(s32),
+               share=share, min_tokens=min_tokens, seed=seed, max_abs_diff=float(np.abs(s32 - sc).max(initial=0)),
+               compared='base - reference' if hasattr(model, 'disable_adapter') else 'loss',
+               reason=f"{candidate} kept set vs fp32 on {len(rows)} samples ({len(s32):,} tokens): Jaccard {j:.4f} "
+                      f"{'>=' if use == candidate else '<'} {threshold}")
+    if verbose: print(f"scoring in {use}: {res['reason']}")
+    return res
+
+# %% ../nbs/03_scoring.ipynb #a487b89b
+def choose_precision(model, tp, root:str|Path, # model, pool and cache folder, as for `token_losses`
+                     precision:str='bf16', # the precision asked for; 'fp32' needs no check
+                     **kwargs, # passed to `check_precision` (k, threshold, share, pad_id, ...)
+                    )->dict: # `check_precision`'s result (cached in `root`)
+    "The precision to score `tp` in: `precision` if `check_precision` passes on it (once per pool and model)."
+    if precision == 'fp32': return dict(precision='fp32', reason='fp32 asked for')
+    opts = {k: v for k, v in kwargs.items() if k not in ('pad_id', 'max_tokens', 'verbose')}
+    p = Path(root)/f"precision-{stable_hash(tp.key, fingerprint(model, True), fingerprint(model, False), precision, opts)}.json"
+    if p.exists():
+        res = load_json(p)
+        if kwargs.get('verbose', True): print(f"scoring in {res['precision']}: {res['reason']} (checked before)")
+        return res
+    res = check_precision(model, tp, candidate=precision, **kwargs)
+    if processes()[0] == 0: save_json(res, p)
+    return res
