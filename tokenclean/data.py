@@ -29,10 +29,16 @@ ROLES = {'system': 'system', 'developer': 'system', 'user': 'user', 'human': 'us
          'tool': 'tool', 'function': 'tool', 'ipython': 'tool', 'observation': 'tool', 'function_call': 'assistant'}
 
 # %% ../nbs/02_data.ipynb #37b32802
+def _missing(v)->bool:
+    "A missing value: None, or NaN (how pandas writes a missing value)."
+    return v is None or (isinstance(v, float) and v != v)
+
 def _text(v, field:str, sid:str)->str:
-    "A text field: strings as they are, numbers as text, None as empty; else a bad record."
-    if v is None: return ''
+    "A text field: strings as they are, numbers as text, None and NaN as empty; else a bad record."
+    if _missing(v): return ''
     if isinstance(v, str): return v
+    if isinstance(v, float) and v in (float('inf'), float('-inf')):
+        raise BadRecord('bad content', f"sample {sid}: {field} is {v}, not text")
     if isinstance(v, (int, float)): return str(v)
     raise BadRecord('bad content', f"sample {sid}: {field} is {type(v).__name__}, not a string")
 
@@ -45,6 +51,9 @@ def _content(c, field:str, sid:str)->str:
     for j, p in enumerate(c):
         kind = 'text' if isinstance(p, str) else p.get('type') if isinstance(p, dict) else type(p).__name__
         text = p if isinstance(p, str) else p.get('text') if isinstance(p, dict) else None
+        if kind == 'text' and not isinstance(text, str):
+            raise BadRecord('bad content', f"sample {sid}: {field}[{j}] is a text part whose 'text' is "
+                            f"{'null' if text is None else type(text).__name__}, not a string")
         if kind != 'text' or not isinstance(text, str):
             raise BadRecord('non-text content part', f"sample {sid}: {field}[{j}] is a {kind!r} part; only "
                             "text parts can be trained on (tokenclean trains text-only models)")
@@ -144,7 +153,7 @@ def _check_unicode(obj, sid:str, field:str='messages'):
 # %% ../nbs/02_data.ipynb #177d4c46
 def _alpaca(rec:dict, sid:str)->list:
     "Messages of an Alpaca record: system, history turns, then instruction (+ input) and output."
-    if rec['output'] is None: raise BadRecord('bad content', f"sample {sid}: field 'output' is null")
+    if _missing(rec['output']): raise BadRecord('bad content', f"sample {sid}: field 'output' is null (or NaN)")
     hist = rec.get('history') or []
     if not isinstance(hist, list) or not all(isinstance(h, (list, tuple)) and len(h) == 2 for h in hist):
         raise BadRecord('bad history', f"sample {sid}: field 'history' must be a list of [instruction, response] pairs")
@@ -162,18 +171,21 @@ def _prompt_completion(rec:dict, sid:str)->list:
     out = []
     for k, role in (('prompt', 'user'), ('completion', 'assistant')):
         v = rec[k]
-        if v is None: raise BadRecord('bad content', f"sample {sid}: field '{k}' is null")
+        if _missing(v): raise BadRecord('bad content', f"sample {sid}: field '{k}' is null (or NaN)")
         out += v if isinstance(v, list) else [{'role': role, 'content': _text(v, f"field '{k}'", sid)}]
     return out
 
 # %% ../nbs/02_data.ipynb #7117cde0
 def _raw_messages(rec:dict, sid:str)->list:
     "The chat messages of a raw record, in any accepted layout."
-    msgs = next((rec[k] for k in ('messages', 'conversations') if rec.get(k) is not None), None)
+    if not _missing(rec.get('messages')) and not _missing(rec.get('conversations')):
+        raise BadRecord('two message lists', f"sample {sid}: both 'messages' and 'conversations' are set; "
+                        "keep one of them")
+    msgs = next((rec[k] for k in ('messages', 'conversations') if not _missing(rec.get(k))), None)
     if msgs is not None:
         if not isinstance(msgs, list):
             raise BadRecord('bad messages', f"sample {sid}: field 'messages' must be a list, not {type(msgs).__name__}")
-    elif rec.get('prompt') is not None and rec.get('completion') is not None: msgs = _prompt_completion(rec, sid)
+    elif not _missing(rec.get('prompt')) and not _missing(rec.get('completion')): msgs = _prompt_completion(rec, sid)
     elif 'instruction' in rec and 'output' in rec: msgs = _alpaca(rec, sid)
     elif 'prompt' in rec and 'completion' in rec: msgs = _prompt_completion(rec, sid)
     elif 'messages' in rec or 'conversations' in rec:
@@ -183,6 +195,10 @@ def _raw_messages(rec:dict, sid:str)->list:
     sys_text = _text(rec.get('system'), "field 'system'", sid)
     first = msgs[0] if msgs and isinstance(msgs[0], dict) else {}
     has_sys = ROLES.get(str(first.get('role') or first.get('from')).lower()) == 'system'
+    first_text = first.get('content') if first.get('content') is not None else first.get('value')
+    if sys_text and has_sys and first_text != sys_text:    # the same prompt twice is kept once
+        raise BadRecord('two system prompts', f"sample {sid}: field 'system' and messages[0], a system message, "
+                        "differ; keep one of them")
     return ([{'role': 'system', 'content': sys_text}] if sys_text and not has_sys else []) + msgs
 
 # %% ../nbs/02_data.ipynb #d1115500
@@ -212,7 +228,7 @@ def normalise(rec:dict,           # a raw record
 
 # %% ../nbs/02_data.ipynb #a41d7075
 FORMATS = {'.json': 'json', '.jsonl': 'json', '.ndjson': 'json', '.parquet': 'parquet', '.pq': 'parquet',
-           '.arrow': 'arrow'}
+           '.arrow': 'arrow', '.feather': 'arrow'}
 COMPRESSIONS = {'.gz': 'gzip', '.gzip': 'gzip', '.zst': 'zstd', '.zstd': 'zstd', '.bz2': 'bz2', '.xz': 'xz'}
 
 def file_format(path:str|Path)->tuple:
@@ -253,15 +269,26 @@ def _read_text(path:Path, comp:str|None)->str:
 LAYOUT_KEYS = ('messages', 'conversations', 'instruction', 'prompt')
 
 def _json_lines(path:Path, text:str):
-    "(where, record or BadRecord) for every non-blank line."
-    for i, line in enumerate(text.splitlines(), 1):
+    "(where, record or BadRecord) for every non-blank line; only `\\n` ends a line (U+2028 is text inside JSON)."
+    for i, line in enumerate(text.split('\n'), 1):
         if not line.strip(): continue
         try: yield f'{path}:{i}', json.loads(line)
         except json.JSONDecodeError as e:
             yield f'{path}:{i}', BadRecord('malformed JSON', f'{path}:{i}: malformed JSON line ({e.msg})')
 
+def _pandas_orient(doc)->str|None:
+    "The `orient` of pandas' `to_json` that wrote `doc`, when it is one that is not a list of records."
+    digits = lambda d: isinstance(d, dict) and len(d) > 0 and all(str(k).isdigit() for k in d)
+    if isinstance(doc, dict) and {'columns', 'data'} <= set(doc) and isinstance(doc['data'], list): return 'split'
+    if isinstance(doc, dict) and doc and all(digits(v) for v in doc.values()): return 'columns'
+    if digits(doc) and all(isinstance(v, dict) for v in doc.values()): return 'index'
+    if isinstance(doc, list) and doc and all(isinstance(r, list) for r in doc): return 'values'
+
 def _json_doc(path:Path, doc, split:str):
     "(where, record) of a parsed JSON document: a list, one record, or an object holding the list."
+    if orient := _pandas_orient(doc):
+        raise TokencleanError(f"{path}: looks like pandas' DataFrame.to_json() with orient='{orient}' (its default is "
+                              "'columns'), not records; write it with df.to_json(path, orient='records', lines=True)")
     if isinstance(doc, dict) and not any(k in doc for k in LAYOUT_KEYS):
         lists = [k for k, v in doc.items() if isinstance(v, list)]
         key = split if split in lists else lists[0] if len(lists) == 1 else None
@@ -271,6 +298,17 @@ def _json_doc(path:Path, doc, split:str):
     if isinstance(doc, list): return [(f'{path} item {i}', r) for i, r in enumerate(doc)]
     return [(f'{path}:1', doc)]
 
+# %% ../nbs/02_data.ipynb #e8cfddc5
+def _pretty_values(text:str)->int:
+    "How many JSON values `text` holds back to back, if some spans several lines (pretty-printed); else 0."
+    dec, i, n, multi = json.JSONDecoder(), 0, 0, False
+    while True:
+        while i < len(text) and text[i] in ' \t\r\n': i += 1
+        if i == len(text): return n if multi else 0
+        try: _, j = dec.raw_decode(text, i)
+        except json.JSONDecodeError: return 0
+        n, multi, i = n + 1, multi or '\n' in text[i:j], j
+
 def _json_records(path:Path, comp:str|None, split:str)->list:
     "Records of a JSON or JSON Lines file, whatever its suffix."
     text = _read_text(path, comp)
@@ -279,20 +317,31 @@ def _json_records(path:Path, comp:str|None, split:str)->list:
     except json.JSONDecodeError as e:
         if text.lstrip()[0] == '[' and e.msg != 'Extra data':
             raise TokencleanError(f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
-    return list(_json_lines(path, text))
+    recs = list(_json_lines(path, text))
+    if any(isinstance(r, BadRecord) for _, r in recs) and (n := _pretty_values(text)):
+        raise TokencleanError(f"{path}: {n} JSON values written over several lines (pretty-printed, e.g. by jq without "
+                              "-c); JSON Lines needs one record per line: rewrite it with `jq -c .`")
+    return recs
 
 # %% ../nbs/02_data.ipynb #3e422df0
+def _arrow_table(path:Path):
+    "An Arrow file as a table: an IPC stream (what `datasets` writes) or an IPC file (Feather v2)."
+    import pyarrow as pa
+    try:
+        with pa.memory_map(str(path)) as f: return pa.ipc.open_stream(f).read_all()
+    except pa.ArrowInvalid:
+        with pa.memory_map(str(path)) as f: return pa.ipc.open_file(f).read_all()
+
 def _table_records(path:Path, fmt:str)->list:
     "Records of a Parquet or Arrow file."
     try:
         if fmt == 'parquet':
             import pyarrow.parquet as pq
             recs = pq.read_table(path).to_pylist()
-        else:
-            import datasets
-            recs = datasets.Dataset.from_file(str(path)).to_list()
+        else: recs = _arrow_table(path).to_pylist()
     except Exception as e:
-        raise TokencleanError(f"{path}: cannot read it as {fmt} ({type(e).__name__}: {str(e)[:200]})") from None
+        what = 'Parquet' if fmt == 'parquet' else 'Arrow (an IPC stream, as datasets writes, or Feather v2)'
+        raise TokencleanError(f"{path}: cannot read it as {what} ({type(e).__name__}: {str(e)[:200]})") from None
     return [(f'{path} row {i}', r) for i, r in enumerate(recs)]
 
 def _dataset_records(ds, name:str, split:str)->list:
@@ -531,12 +580,12 @@ def _check_load_args(limit, on_bad_record:str):
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise TokencleanError(f"limit must be a positive whole number of samples or None, not {limit!r}")
 
-def _hub(spec:str, split:str, limit, on_bad_record:str)->Samples:
+def _hub(spec:str, split:str, limit, on_bad_record:str, what:str='pool')->Samples:
     "Samples of a Hub dataset."
     import datasets
     try: ds = datasets.load_dataset(spec, split=split)
     except Exception as e:
-        raise TokencleanError(f"pool '{spec}' is not 'default', not a local file or folder, and could not be loaded "
+        raise TokencleanError(f"{what} '{spec}' is not 'default', not a local file or folder, and could not be loaded "
                               f"from the Hub ({type(e).__name__}: {str(e)[:200]})") from e
     recs, n = _dataset_records(ds, f'{spec} [{split}]', split)
     return _collect(recs, n, spec.split('/')[-1], spec, limit, on_bad_record)
@@ -547,13 +596,16 @@ def load_pool(spec:str,                # 'default', 'default:warmup', a local fi
               limit:int|None=None,     # keep the first `limit` samples
               on_bad_record:str='error', # a bad record: 'error' (stop, naming it) or 'skip' (count and list it)
               skipped_file:str|Path|None=None, # write the skipped and merged records here (JSON Lines), if any
+              what:str='pool',         # what it is, for messages: 'pool', 'warm-up set', 'held-out set'
              )->Samples:
     "Normalised samples of the pool `spec`, with their account."
     _check_load_args(limit, on_bad_record)
     if spec in ('default', 'default:pool', 'default:warmup'):
         ss = default_pool('warmup' if spec.endswith('warmup') else 'pool', limit, on_bad_record)
     elif Path(spec).exists(): ss = load_file(spec, split=split, limit=limit, on_bad_record=on_bad_record)
-    else: ss = _hub(spec, split, limit, on_bad_record)
+    elif Path(spec).suffix.lower() in {**FORMATS, **COMPRESSIONS} or spec.startswith(('.', '/', '~')):
+        raise TokencleanError(f"{what} {spec!r} is not a file or folder here (working directory {Path.cwd()}); fix the path")
+    else: ss = _hub(spec, split, limit, on_bad_record, what)
     acc = ss.account
     if skipped_file and acc['records']:
         with atomic_path(skipped_file) as tmp:
@@ -561,7 +613,7 @@ def load_pool(spec:str,                # 'default', 'default:warmup', a local fi
     if not ss:
         n, skipped = acc['loaded'], _counts(acc['skipped'])
         why = f"all {n:,} records were skipped ({skipped})" if n else 'it holds no records' 
-        raise TokencleanError(f"pool {spec!r}: no samples: {why}")
+        raise TokencleanError(f"{what} {spec!r}: no samples: {why}")
     return ss
 
 # %% ../nbs/02_data.ipynb #2d990671
