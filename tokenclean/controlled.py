@@ -277,7 +277,7 @@ def pool_scores(st:ControlledStudy, ref, part=None)->Scores:
 # %% ../nbs/15_controlled.ipynb #b43b712b
 def evolve(st:ControlledStudy, seed:int, clean:bool=True)->tuple:
     "Self-evolving rounds (or, with `clean=False`, the same schedule on every token): (model, keep mask, kinds)."
-    from tokenclean.pipelines import chunks
+    from tokenclean.self_evolving import chunks
     c, tp = st.c, st.tp['pool']
     m, keeps, kinds = new_model(c, seed), [], []
     for t, idx in enumerate(chunks(len(tp), c.rounds + 1)):

@@ -12,7 +12,9 @@ from .data import render
 from .models import fingerprint
 from .scoring import Scores, token_losses, join_scores
 from .selection import select
-from .pipelines import StudyConfig, make_config, with_adapter, chunks
+from .config import StudyConfig, make_config
+from .study import with_adapter
+from .self_evolving import chunks
 from .theory import keep_frac, kept_noise, youden, bound_full, bound_fixed, j_star, clean_beats_full
 
 # %% auto #0

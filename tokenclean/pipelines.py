@@ -8,37 +8,39 @@ from .core import *
 from .config import *
 from .models import is_main
 from .scoring import Scores
-from .study import *
-from .stages import *
-from .self_evolving import *
+from .study import Study
+from .stages import score_pool, train_method, reference_result, base_result
+from .self_evolving import self_evolving
 
 # %% auto #0
-__all__ = ['run_method', 'run_study', 'Study', 'base_model', 'new_adapter', 'with_adapter', 'train_config', 'heldout_loss',
-           'finish_run', 'METHOD_RULE', 'reference_dir', 'warmup_reference', 'score_pool', 'train_method',
-           'reference_result', 'base_result', 'chunks', 'self_evolving']
-
-# %% ../nbs/06_pipelines.ipynb #fc5403af
-# the helpers other modules and notebooks import from here
-from .study import _accounts, _save_config, _losses  # noqa: F401
-from .stages import _last  # noqa: F401
-from .self_evolving import _start, _resume_rounds, _all_tokens, _round  # noqa: F401
-
-# %% ../nbs/06_pipelines.ipynb #a2460ea8
-_all_ = ['Study', 'base_model', 'new_adapter', 'with_adapter', 'train_config', 'heldout_loss', 'finish_run',
-         'METHOD_RULE', 'reference_dir', 'warmup_reference', 'score_pool', 'train_method', 'reference_result',
-         'base_result', 'chunks', 'self_evolving']
+__all__ = ['SEEDLESS', 'study_items', 'needs_scores', 'run_method', 'run_study']
 
 # %% ../nbs/06_pipelines.ipynb #2fff1660
+SEEDLESS = ('base', 'reference')   # arms that train nothing per seed: evaluated once
+
+def study_items(st:Study, results:list)->'pandas.DataFrame':
+    "The per-item held-out results (`RESULT_COLUMNS`) of `results`, read from their run folders."
+    import pandas as pd
+    return pd.concat([pd.read_csv(st.path(r['run'], 'items.csv')) for r in results], ignore_index=True)
+
+def needs_scores(methods:list)->bool:
+    "Whether any of `methods` selects from the pool's (base, reference) scores."
+    return bool(set(methods) & set(METHOD_RULE))
+
 def run_method(st:Study, method:str, seed:int, sc:Scores|None)->dict:
     "Run (or reuse) one method of `ALL_METHODS` for `seed`; `METHOD_RULE` methods need `sc`, the pool's scores."
+    if method == 'base': return base_result(st)
+    if method == 'reference': return reference_result(st)
     if method.startswith('self_evolving'): return self_evolving(st, seed, control=method == 'self_evolving_control')
     return train_method(st, method, seed, sc)
 
 def run_study(cfg:StudyConfig)->list:
     "Run (or resume) every stage of the study `cfg`; returns the result of every run."
     st = Study(cfg)
-    results = [reference_result(st)]
-    sc = score_pool(st) if set(cfg.methods) & set(METHOD_RULE) else None
-    results += [run_method(st, method, seed, sc) for seed in cfg.seeds for method in cfg.methods]
+    results = [reference_result(st)] + ([base_result(st)] if 'base' in cfg.methods else [])
+    sc = score_pool(st) if needs_scores(cfg.methods) else None
+    results += [run_method(st, method, seed, sc) for seed in cfg.seeds for method in cfg.methods
+                if method not in SEEDLESS]
+    if is_main(): study_items(st, results).to_csv(st.path(f'items-{cfg.experiment}.csv'), index=False)
     if is_main(): save_json(results, st.path('results.json'))
     return results

@@ -10,7 +10,8 @@ import numpy as np
 from .core import *
 from .config import CPU_DEFAULT, make_config, model_config
 from .models import top_layers
-from .pipelines import Study, score_pool, train_method, warmup_reference, with_adapter, _losses
+from .study import Study, with_adapter, _losses
+from .stages import score_pool, train_method, warmup_reference
 from .selection import select, apply_selection, summarise, format_summary
 from .stats import comparison_table
 from .controlled import ControlledConfig, run_controlled, long_results

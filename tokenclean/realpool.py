@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 from .core import *
 from .config import StudyConfig
-from .pipelines import Study, base_model, base_result, reference_result, run_method, score_pool
-from .pipelines import warmup_reference, with_adapter, _losses
+from .pipelines import run_method
+from .study import Study, base_model, with_adapter, _losses
+from .stages import base_result, reference_result, score_pool, warmup_reference
 from .quickstart import reference_check
 from .scoring import save_scores
 from .stats import RESULT_COLUMNS

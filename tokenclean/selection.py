@@ -93,7 +93,10 @@ def select(sc:Scores, method:str='global', k:float=0.6, seed:int=42,
     "Apply selection `method` (one of `METHODS`) to scores `sc`."
     if method == 'global': keep = top_k_mask(sc.score, k)
     elif method == 'base_loss': keep = top_k_mask(sc.base, k)
-    elif method == 'oracle': keep = oracle_mask(kind, prefer, k, seed)
+    elif method == 'oracle':
+        if kind is None or not prefer:
+            raise TokencleanError("the 'oracle' rule needs annotated kinds (spans) and the kinds to prefer")
+        keep = oracle_mask(kind, prefer, k, seed)
     elif method == 'per_sample': keep = per_sample_mask(sc.score, sc.offsets, k)
     elif method == 'random': keep = random_mask(len(sc), k, seed)
     elif method == 'full': keep = full_mask(len(sc))

@@ -14,7 +14,8 @@ from .selection import select, apply_selection, summarise
 from .training import train
 from .study import *
 from .study import _losses, _save_config
-from .stages import warmup_reference, _last
+from .stages import warmup_reference, _last, kind_rates_of
+from .selection import score_kinds
 
 # %% auto #0
 __all__ = ['chunks', 'self_evolving']
@@ -26,17 +27,17 @@ def chunks(n:int, parts:int)->list:
     return [list(range(b[i], b[i + 1])) for i in range(parts)]
 
 # %% ../nbs/06e_self_evolving.ipynb #4804b5a9
-def _start(st:Study, control:bool):
-    "The model a self-evolving chain starts from: a fresh adapter, or the warm-up reference's (`first_reference`)."
+def _start(st:Study, control:bool, seed:int=0):
+    "The model a self-evolving chain starts from: a fresh adapter (from `seed`), or the warm-up reference's."
     if st.cfg.first_reference == 'warmup' and not control:
         return with_adapter(st, warmup_reference(st), trainable=True)
-    return new_adapter(st)
+    return new_adapter(st, seed)
 
-def _resume_rounds(st:Study, d:Path, control:bool=False)->tuple:
+def _resume_rounds(st:Study, d:Path, control:bool=False, seed:int=0)->tuple:
     "(model, finished round records) for a self-evolving run folder."
     done = []
     while (d/f'round-{len(done)}'/'round.json').exists(): done.append(load_json(d/f'round-{len(done)}'/'round.json'))
-    m = with_adapter(st, d/f'round-{len(done) - 1}'/'adapter', trainable=True) if done else _start(st, control)
+    m = with_adapter(st, d/f'round-{len(done) - 1}'/'adapter', trainable=True) if done else _start(st, control, seed)
     return m, done
 
 # %% ../nbs/06e_self_evolving.ipynb #d3c77952
@@ -60,6 +61,9 @@ def _round(st:Study, m, t:int, idx:list, base:dict|None, seed:int, d:Path, clean
         rec['reference_fp'] = load_json(ref.path/'meta.json')['model']
         sel = select(join_scores(part, base, ref.read()), 'global', st.cfg.k)
     rec['selection'] = summarise(sel)
+    if is_main():
+        (d/f'round-{t}').mkdir(parents=True, exist_ok=True)
+        np.save(d/f'round-{t}'/'keep.npy', sel.keep)
     h = train(m, apply_selection(sel, part.rows), train_config(st, seed + t), st.tok.pad_token_id, out=d/f'round-{t}',
               progress=st.cfg.progress, desc=f'round {t}: train')
     m = unsharded(st, m, d/f'round-{t}'/'adapter', trainable=True)   # under FSDP: the saved adapter, on the base
@@ -76,10 +80,19 @@ def self_evolving(st:Study, seed:int, control:bool=False)->dict:
     if (d/'results.json').exists(): return load_json(d/'results.json')
     _save_config(st, d, method=method, seed=seed)
     base = None if control else _losses(st, base_model(st), st.pool, adapter=False, desc='score: base').read()
-    m, recs = _resume_rounds(st, d, control)
+    m, recs = _resume_rounds(st, d, control, seed)
     for t, idx in enumerate(chunks(len(st.pool), st.cfg.rounds + 1)):
         if t < len(recs): continue
         rec, m = _round(st, m, t, idx, base, seed, d, clean=not control)
         recs.append(rec)
     if is_main(): m.save_pretrained(d/'adapter')
-    return finish_run(st, d, m, method, seed, dict(rounds=recs, trained_tokens=sum(r['trained_tokens'] for r in recs)))
+    barrier()
+    extra = dict(rounds=recs, trained_tokens=sum(r['trained_tokens'] for r in recs), **_chain_rates(st, d, len(recs)))
+    return finish_run(st, d, m, method, seed, extra)
+
+def _chain_rates(st:Study, d:Path, n:int)->dict:
+    "Selection rates by kind of the whole chain (its rounds' keep masks, in pool order), when the pool has kinds."
+    if not st.pool.kinds: return {}
+    keep = np.concatenate([np.load(d/f'round-{t}'/'keep.npy') for t in range(n)])
+    every = _all_tokens(st.pool)
+    return kind_rates_of(st, keep, score_kinds(join_scores(st.pool, every, every), st.pool.rows))

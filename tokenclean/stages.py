@@ -5,22 +5,26 @@
 # %% ../nbs/06d_stages.ipynb #896cdc80
 from __future__ import annotations
 from pathlib import Path
+import numpy as np
 from .core import *
 from .models import is_main
 from .scoring import join_scores, save_scores, Scores
-from .selection import select, apply_selection, summarise, format_summary, save_selection
+from .config import METHOD_RULE
+from .selection import select, apply_selection, summarise, format_summary, save_selection, score_kinds, kind_rates
 from .training import train
 from .study import *
 from .study import _losses, _save_config
 
 # %% auto #0
-__all__ = ['METHOD_RULE', 'reference_dir', 'warmup_reference', 'score_pool', 'train_method', 'reference_result', 'base_result']
+__all__ = ['reference_dir', 'warmup_reference', 'score_pool', 'kind_rates_of', 'train_method', 'reference_result', 'base_result']
 
 # %% ../nbs/06d_stages.ipynb #eccffc83
 def reference_dir(st:Study)->Path:
     "Folder of the warm-up reference, keyed by its data and its training and LoRA settings."
     c, p = st.cfg, st.plan
     extra = ([p['precision']] if p['precision'] != 'fp32' else []) + ([c.lora_targets] if c.lora_targets else [])
+    own = [c.warmup_epochs, c.warmup_lr, c.lora_layers]
+    extra += [own] if any(v is not None for v in own) else []
     key = stable_hash(st.warmup.key, c.train, c.lora_r, c.lora_alpha, c.lora_dropout, p['quant'], c.dtype, *extra, n=8)
     return st.path(f'reference-s{c.reference_seed}-{key}')
 
@@ -29,8 +33,8 @@ def warmup_reference(st:Study)->Path:
     d = reference_dir(st)
     if (d/'train.json').exists(): return d/'adapter'
     _save_config(st, d, stage='warmup', warmup_key=st.warmup.key)
-    m = new_adapter(st)
-    train(m, st.warmup.rows, train_config(st, st.cfg.reference_seed), st.tok.pad_token_id, out=d,
+    m = new_adapter(st, st.cfg.reference_seed)
+    train(m, st.warmup.rows, train_config(st, st.cfg.reference_seed, warmup=True), st.tok.pad_token_id, out=d,
           progress=st.cfg.progress, desc='warm-up')
     return d/'adapter'
 
@@ -48,26 +52,31 @@ def score_pool(st:Study)->Scores:
     return sc
 
 # %% ../nbs/06d_stages.ipynb #dfd3d63a
-METHOD_RULE = dict(full='full', random='random', rho='per_sample', fixed='global')
-
 def _last(history): return next((l for l in reversed(history) if l is not None), None)
+
+def kind_rates_of(st:Study, keep:np.ndarray, kind:np.ndarray|None)->dict:
+    "`{'rates': kind_rates(...)}` of a keep mask when the pool has annotated kinds (the first oracle kind positive)."
+    if kind is None or not st.cfg.oracle_kinds: return {}
+    return dict(rates=kind_rates(keep, kind, st.pool.kinds, st.cfg.oracle_kinds[:1]))
 
 def train_method(st:Study, method:str, seed:int, sc:Scores)->dict:
     "Select with `method`, train a fresh adapter on the base, evaluate; cached in the run folder."
     d = st.run_dir(method, seed)
     if (d/'results.json').exists(): return load_json(d/'results.json')
     _save_config(st, d, method=method, seed=seed)
-    sel = select(sc, METHOD_RULE[method], st.cfg.k, seed)
+    kind = score_kinds(sc, st.pool.rows) if st.pool.kinds else None
+    prefer = [st.pool.kinds.index(n) for n in st.cfg.oracle_kinds if n in st.pool.kinds]
+    sel = select(sc, METHOD_RULE[method], st.cfg.k, seed, kind=kind, prefer=prefer)
     summ = summarise(sel)
     if is_main():
         save_selection(sel, d/'selection')
         if st.cfg.progress: print(format_summary(summ))
     rows = apply_selection(sel, [st.pool[i] for i in range(len(st.pool))])
-    m = new_adapter(st)
+    m = new_adapter(st, seed)
     h = train(m, rows, train_config(st, seed), st.tok.pad_token_id, out=d, progress=st.cfg.progress,
               desc=f'train: {method}')
     extra = dict(selection=summ, trained_tokens=h['trained_tokens'], steps=h['steps'],
-                 skipped_steps=h['skipped_steps'], final_loss=_last(h['history']))
+                 skipped_steps=h['skipped_steps'], final_loss=_last(h['history']), **kind_rates_of(st, sel.keep, kind))
     return finish_run(st, d, unsharded(st, m, d/'adapter'), method, seed, extra)
 
 # %% ../nbs/06d_stages.ipynb #73bfbeef

@@ -11,13 +11,17 @@ import numpy as np
 from . import __version__
 from .core import *
 from .config import *
-from .models import load_model, load_tokenizer, add_lora, fingerprint, is_main, barrier
+import importlib
+import torch
+from .models import load_model, load_tokenizer, add_lora, top_layers, fingerprint, is_main, barrier
 from .data import load_pool, tokenize_pool, TokenizedPool, save_account, format_account
 from .scoring import process_losses
 from .training import TrainConfig, is_sharded
+from .stats import RESULT_COLUMNS
 
 # %% auto #0
-__all__ = ['Study', 'base_model', 'new_adapter', 'with_adapter', 'unsharded', 'train_config', 'heldout_loss', 'finish_run']
+__all__ = ['Study', 'generate', 'base_model', 'new_adapter', 'with_adapter', 'unsharded', 'train_config', 'heldout_losses',
+           'heldout_loss', 'heldout_items', 'finish_run']
 
 # %% ../nbs/06c_study.ipynb #7e110022
 class Study:
@@ -39,7 +43,25 @@ class Study:
         return tokenize_pool(self.tok, samples, c.max_len, c.template, verbose=c.progress)
 
     def _load(self, spec:str, limit:int|None)->list:
-        return load_pool(spec, limit=limit, on_bad_record=self.cfg.on_bad_record)
+        return load_pool(self.spec(spec), limit=limit, on_bad_record=self.cfg.on_bad_record)
+
+    @cached_property
+    def data_dir(self)->Path|None:
+        "Folder of the files the config's `generator` writes (once, on the main process); None without one."
+        c = self.cfg
+        if not c.generator: return None
+        key = stable_hash(c.generator, c.generator_args, c.model, n=8)
+        d = Path(c.out)/'data'/f"{slug(c.generator.split(':')[1])}-{key}"
+        if is_main() and not (d/'generated.json').exists(): generate(c.generator, d, self.tok, c.generator_args)
+        barrier()
+        return d
+
+    def spec(self, s:str|None)->str|None:
+        "A data spec, with '@name' read as the file `name.jsonl` that the generator wrote."
+        if not (isinstance(s, str) and s.startswith('@')): return s
+        if self.data_dir is None:
+            raise TokencleanError(f"{s!r} names a generated file, but the config has no generator")
+        return str(self.data_dir/f'{s[1:]}.jsonl')
 
     @cached_property
     def _split(self):
@@ -54,7 +76,9 @@ class Study:
         return tp
 
     @cached_property
-    def heldout(self)->TokenizedPool: return self._tokenize(self._split[1])
+    def heldout(self)->TokenizedPool:
+        c = self.cfg
+        return self._tokenize(self._load(c.heldout_data, None) if c.heldout_data else self._split[1])
 
     @cached_property
     def warmup(self)->TokenizedPool: return self._tokenize(self._load(self.cfg.warmup, self.cfg.warmup_limit))
@@ -65,13 +89,31 @@ class Study:
     @cached_property
     def root(self)->Path:
         key = stable_hash(self.pool.key, self.model_fp, n=10)
-        return Path(self.cfg.out)/slug(self.cfg.model)/f'{slug(self.cfg.pool)}-{key}'
+        name = slug(self.cfg.pool) if self.data_dir is None else f'{self.data_dir.name}-{slug(self.cfg.pool)}'
+        return Path(self.cfg.out)/slug(self.cfg.model)/f'{name}-{key}'
 
     def path(self, *parts)->Path: return self.root.joinpath(*map(str, parts))
 
+    def k(self, method:str)->float:
+        "The share of tokens `method` keeps (1.0 for the methods that keep every token)."
+        return 1.0 if method in ('full', 'self_evolving_control', 'base', 'reference') else self.cfg.k
+
     def run_dir(self, method:str, seed:int)->Path:
-        k = 1.0 if method in ('full', 'self_evolving_control') else self.cfg.k
-        return self.path(f"{method}-k{k}-s{seed}-{config_key(self.cfg, self.plan)}")
+        return self.path(f"{method}-k{self.k(method)}-s{seed}-{config_key(self.cfg, self.plan)}")
+
+# %% ../nbs/06c_study.ipynb #911850e7
+def generate(generator:str, # 'module:function'; called as `function(folder, tok, **args)`
+             folder:str|Path, tok, args:dict)->Path:
+    "Run a study's data `generator` into `folder` and mark it done (`generated.json`, with the files it wrote)."
+    mod, fn = generator.split(':')
+    try: f = getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError) as e: raise TokencleanError(f"generator {generator!r}: {e}") from e
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = f(folder, tok, **args)
+    save_json(dict(generator=generator, args=args, files=sorted(Path(p).name for p in files or [])),
+              folder/'generated.json')
+    return folder
 
 # %% ../nbs/06c_study.ipynb #6ab69648
 def base_model(st:Study, seed:int=0):
@@ -79,10 +121,12 @@ def base_model(st:Study, seed:int=0):
     c = st.cfg
     return load_model(c.model, device=c.device, dtype=c.dtype, quant=st.plan['quant'], seed=seed)
 
-def new_adapter(st:Study):
-    "The base model with a fresh trainable LoRA adapter."
-    c = st.cfg
-    return add_lora(base_model(st), c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_targets)
+def new_adapter(st:Study, seed:int=0):
+    "The base model with a fresh trainable LoRA adapter, initialised from `seed`."
+    c, m = st.cfg, base_model(st)
+    torch.manual_seed(seed)
+    targets = top_layers(m.config, c.lora_layers) if c.lora_layers else c.lora_targets
+    return add_lora(m, c.lora_r, c.lora_alpha, c.lora_dropout, targets)
 
 def with_adapter(st:Study, path:str|Path, trainable:bool=False):
     "The base model with the saved LoRA adapter at `path`."
@@ -94,10 +138,11 @@ def unsharded(st:Study, m, adapter:str|Path, trainable:bool=False):
     return with_adapter(st, adapter, trainable) if is_sharded(m) else m
 
 # %% ../nbs/06c_study.ipynb #34bbed34
-def train_config(st:Study, seed:int)->TrainConfig:
-    "The study's `TrainConfig` for `seed`, with the plan's micro-batch, checkpointing and precision."
-    p = st.plan
-    return TrainConfig(**{**st.cfg.train, 'seed': seed, 'micro_batch': p['micro_batch'], 'precision': p['precision'],
+def train_config(st:Study, seed:int, warmup:bool=False)->TrainConfig:
+    "The study's `TrainConfig` for `seed` (with the warm-up's own epochs and lr if `warmup`) and the plan's settings."
+    p, c = st.plan, st.cfg
+    own = {k: v for k, v in dict(epochs=c.warmup_epochs, lr=c.warmup_lr).items() if warmup and v is not None}
+    return TrainConfig(**{**c.train, **own, 'seed': seed, 'micro_batch': p['micro_batch'], 'precision': p['precision'],
                           'gradient_checkpointing': p['gradient_checkpointing']})
 
 # %% ../nbs/06c_study.ipynb #5ea573bb
@@ -124,18 +169,45 @@ def _losses(st:Study, model, tp:TokenizedPool, adapter:bool, desc:str):
                           desc=desc, precision=st.plan['precision'])
 
 # %% ../nbs/06c_study.ipynb #0d052de2
+def heldout_losses(st:Study, m)->dict:
+    "id → (positions, token ids, NLLs, top-1 hits) of every held-out response token under `m` (cached)."
+    return _losses(st, m, st.heldout, adapter=True, desc='held-out').read(hits=True) if len(st.heldout) else {}
+
 def heldout_loss(st:Study, m)->float|None:
     "Mean response-token NLL of the held-out samples under `m` (None without held-out data)."
-    if not len(st.heldout): return None
-    store = _losses(st, m, st.heldout, adapter=True, desc='held-out loss')
-    return float(np.mean(np.concatenate([v[2] for v in store.read().values()])))
+    ls = heldout_losses(st, m)
+    return float(np.mean(np.concatenate([v[2] for v in ls.values()]))) if ls else None
+
+# %% ../nbs/06c_study.ipynb #cfe52987
+def _item_metrics(r:dict, loss:np.ndarray, hit:np.ndarray, kind:np.ndarray|None, names:tuple, metrics:list):
+    "(metric, value) pairs of one held-out sample."
+    if 'response_nll' in metrics: yield 'response_nll', float(loss.mean())
+    for j, name in enumerate(names if kind is not None else ()):
+        on = kind == j
+        if not on.any(): continue
+        if 'span_nll' in metrics: yield f'span_nll:{name}', float(loss[on].mean())
+        if 'span_exact' in metrics: yield f'span_exact:{name}', float(hit[on].all())
+
+def heldout_items(st:Study, m, arm:str, seed:int)->list:
+    "Rows (`RESULT_COLUMNS`) of the study's held-out `metrics` for model `m`, one per sample and metric."
+    ls, c = heldout_losses(st, m), st.cfg
+    out = []
+    for r in st.heldout.rows:
+        pos, _, loss, hit = ls[r['id']]
+        kind = np.asarray(r['kind'])[pos] if 'kind' in r else None
+        out += [(c.experiment, arm, seed, r['id'], k, v)   # RESULT_COLUMNS
+                for k, v in _item_metrics(r, loss, hit, kind, st.heldout.kinds, c.metrics)]
+    return out
 
 def finish_run(st:Study, d:Path, m, method:str, seed:int, extra:dict)->dict:
-    "Evaluate `m`, write `results.json` in `d` (on the main process), return the result."
-    k = 1.0 if method in ('full', 'self_evolving_control') else st.cfg.k
-    res = dict(model=st.cfg.model, method=method, seed=seed, k=k, data=st.cfg.pool, pool_key=st.pool.key,
-               heldout_loss=heldout_loss(st, m), **extra)
+    "Evaluate `m`, write `results.json` and the per-item `items.csv` in `d` (on the main process), return the result."
+    import pandas as pd
+    items = pd.DataFrame(heldout_items(st, m, method, seed), columns=RESULT_COLUMNS)
+    res = dict(model=st.cfg.model, experiment=st.cfg.experiment, method=method, seed=seed, k=st.k(method),
+               data=st.cfg.pool, pool_key=st.pool.key, run=d.name, heldout_loss=heldout_loss(st, m),
+               metrics={k: float(v) for k, v in items.groupby('metric')['value'].mean().items()}, **extra)
     if is_main():
+        items.to_csv(d/'items.csv', index=False)
         if st.cfg.eval_tasks:
             from tokenclean.evaluation import evaluate
             meta = dict(method=method, data=st.cfg.pool, seed=seed, pool_key=st.pool.key)
