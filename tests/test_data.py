@@ -164,3 +164,86 @@ def test_mixed_layouts_in_one_table(tmp_path):
     ss = load_pool(str(tmp_path/'mixed.parquet'))
     assert [[(m['role'], m['content']) for m in s['messages']] for s in ss] == [[('user', 'q'), ('assistant', 'a')]] * 4
     assert [m.get('weight', 1) for s in ss for m in s['messages']] == [1, 0] + [1] * 6
+
+def test_line_separators_inside_strings(tmp_path):
+    "JSON Lines written raw (ensure_ascii=False, as pandas and jq -c write) load the same as escaped ones."
+    rng = random.Random(7)
+    recs = [{'id': f'u{i}', 'messages': [{'role': 'user', 'content': _text(rng).replace('\ud800', '') + sep},
+                                         {'role': 'assistant', 'content': f'a{sep}b'}]}
+            for i, sep in enumerate(['\u2028', '\u2029', '\u0085', '\x1c', '\x1d', '\x1e', '\x0b', '\x0c', '\r'] * 3)]
+    raw, esc = tmp_path/'raw.jsonl', tmp_path/'esc.jsonl'
+    raw.write_text(''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in recs), encoding='utf-8')
+    esc.write_text(''.join(json.dumps(r) + '\n' for r in recs))
+    a, b = load_pool(str(raw)), load_pool(str(esc))
+    assert len(a) == len(recs) and [s['messages'] for s in a] == [s['messages'] for s in b]
+
+def test_special_token_strings_never_become_control_tokens(tok, tmp_path):
+    "A sample's text cannot forge a turn: kept rows have one <|im_start|> per rendered turn; the others are counted."
+    p, lines = _pool_file(tmp_path, 5, 300)
+    ss = load_pool(str(p), on_bad_record='skip')
+    tp = tokenize_pool(tok, ss, max_len=4096, verbose=False)
+    assert tp.dropped.get('special token in content', 0) > 0
+    start = tok.convert_tokens_to_ids('<|im_start|>')
+    samples = {s['id']: s for s in ss}
+    for r in tp.rows:
+        msgs = samples[r['id']]['messages']
+        assert (r['input_ids'] == start).sum() == len(msgs) + (msgs[0]['role'] != 'system'), r['id']
+    for template in ('model', 'tulu'):
+        tps = tokenize_pool(tok, ss, template=template, verbose=False)
+        bad = [s['id'] for s in ss if any(t in m['content'] for m in s['messages'] for t in TRICKY[:2])]
+        assert bad and not set(bad) & set(tps.ids)
+
+def _naive_kinds(offsets, spans, kinds):
+    "Per token, character by character: the kind of the span sharing most characters with it (first on ties), or -1."
+    out = []
+    for a, b in offsets:
+        shared = [sum(s <= c < e for c in range(a, b)) for s, e, _ in spans]
+        out.append(kinds.index(spans[shared.index(max(shared))][2]) if shared and max(shared) > 0 else -1)
+    return out
+
+def _tulu_render(msgs, eos):
+    "The Tulu text (contents stripped) and, per assistant turn, (content start, characters stripped before it)."
+    text, starts = '', []
+    for m in msgs:
+        text += f"<|{m['role']}|>\n"
+        if m['role'] == 'assistant': starts.append((len(text), len(m['content']) - len(m['content'].lstrip())))
+        text += m['content'].strip() + (eos if m['role'] == 'assistant' else '') + '\n'
+    return text.strip(), starts
+
+@pytest.mark.parametrize('seed,template', [(0, 'model'), (1, 'model'), (2, 'tulu')])
+def test_random_spans_match_a_naive_oracle(tok, seed, template):
+    "Random spans on random chats: `kind` equals a character-by-character count over an independent rendering."
+    from tokenclean.data import normalise
+    rng, samples = random.Random(seed), []
+    for i in range(60):
+        msgs = []
+        for t in range(rng.randint(1, 3)):
+            q = ''.join(rng.choice(ALPHABET) for _ in range(rng.randint(1, 20)))
+            a = ''.join(rng.choice(ALPHABET) for _ in range(rng.randint(1, 60)))
+            cuts = sorted(rng.sample(range(len(a) + 1), min(len(a) + 1, 2 * rng.randint(0, 3))))
+            spans = [{'start': s, 'end': e, 'kind': rng.choice('xyz')} for s, e in zip(cuts[::2], cuts[1::2]) if s < e]
+            msgs += [{'role': 'user', 'content': q}, {'role': 'assistant', 'content': a, 'spans': spans}]
+        samples.append(normalise({'id': f's{i}', 'messages': msgs}))
+    tp = tokenize_pool(tok, samples, max_len=4096, template=template, verbose=False)
+    assert tp.kinds == tuple(sorted({sp['kind'] for s in samples for m in s['messages'] for sp in m.get('spans', [])}))
+    by_id = {s['id']: s for s in samples}
+    assert len(tp) > 40
+    for r in tp.rows:
+        msgs = by_id[r['id']]['messages']
+        answers = [m for m in msgs if m['role'] == 'assistant']
+        if template == 'model':
+            text, trained = _chatml(msgs)
+            starts = [(a, 0, len(m['content'])) for (a, _), m in zip(trained, answers)]   # rendered as it is
+        else:
+            text, st = _tulu_render(msgs, tok.eos_token)
+            starts = [(c0, lead, len(m['content'].strip())) for (c0, lead), m in zip(st, answers)]
+        spans = []
+        for (c0, lead, n), m in zip(starts, answers):
+            for sp in m.get('spans', []):
+                a, b = (c0 + min(max(sp[k] - lead, 0), n) for k in ('start', 'end'))
+                if a < b: spans.append((a, b, sp['kind']))
+        enc = tok(text, add_special_tokens=template == 'tulu', return_offsets_mapping=True)
+        assert r['input_ids'].tolist() == enc['input_ids'], r['id']
+        want = np.array(_naive_kinds(enc['offset_mapping'], spans, tp.kinds))
+        want[r['labels'] == -100] = -1
+        assert r['kind'].tolist() == want.tolist(), r['id']

@@ -855,31 +855,31 @@ def tokenize_pool(tok, samples:list, max_len:int=2048, template:str='model', ver
 
 # %% ../nbs/02_data.ipynb #d0a14ca1
 def _content_starts(messages:list, text:str, trained:list, template:str, eos:str, sid:str)->dict:
-    "Where the stripped content of each annotated turn starts in the rendered `text`: {message index: offset}."
+    "Where each annotated turn's content is in the rendered `text`: {message index: (start, chars cut before, length)}."
     out, pos = {}, 0
-    if template == 'tulu':
+    if template == 'tulu':                                   # Tulu renders the content stripped
         for i, m in enumerate(messages):
-            if m.get('spans'): out[i] = pos + len(f"<|{m['role']}|>\n")
+            c = m['content']
+            if m.get('spans'): out[i] = (pos + len(f"<|{m['role']}|>\n"), len(c) - len(c.lstrip()), len(c.strip()))
             pos += len(_tulu_text([m], eos))
         return out
     for i, (a, _) in zip([i for i, m in enumerate(messages) if _trained(m)], trained):
+        c = messages[i]['content']
         if not messages[i].get('spans'): continue
-        out[i] = text.find(messages[i]['content'].strip(), a)
-        if out[i] < 0: raise BadRecord('spans not rendered', f"sample {sid}: the chat template does not render "
-                                       f"messages[{i}].content as it is, so its spans cannot be placed")
+        p = text.find(c, a)                                  # as it is, or stripped (templates that trim)
+        out[i] = (p, 0, len(c)) if p >= 0 else (text.find(c.strip(), a), len(c) - len(c.lstrip()), len(c.strip()))
+        if out[i][0] < 0: raise BadRecord('spans not rendered', f"sample {sid}: the chat template does not render "
+                                          f"messages[{i}].content as it is, so its spans cannot be placed")
     return out
 
 def _text_spans(messages:list, starts:dict)->list:
     "Annotated spans as (start, end, kind) in the rendered text, clipped to the content the template keeps."
     out = []
-    for i, c0 in starts.items():
-        c = messages[i]['content']
-        lead, n = len(c) - len(c.lstrip()), len(c.strip())
+    for i, (c0, lead, n) in starts.items():
         for sp in messages[i]['spans']:
             a, b = (c0 + min(max(sp[k] - lead, 0), n) for k in ('start', 'end'))
             if a < b: out.append((a, b, sp['kind']))
     return out
-
 
 # %% ../nbs/02_data.ipynb #99b9e0b3
 def _token_kinds(offsets, spans:list, kinds:tuple)->np.ndarray:
