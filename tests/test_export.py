@@ -77,7 +77,9 @@ def test_push_to_a_mock_hub(hub, cleaned, tmp_path):
     repo = MockHub.root/'me'/'cleaned'
     assert sorted(str(p.relative_to(repo)) for p in repo.rglob('*') if p.is_file()) == ['README.md', 'data/train-00000-of-00001.parquet']
     card = (repo/'README.md').read_text()
-    assert card.startswith('---\ntags: [tokenclean') and 'path: data/train-*' in card and 'Rule **global**, k = 0.5' in card
+    assert card.startswith('---\nlicense: mit\ntags: [tokenclean') and 'path: data/train-*' in card
+    assert 'Rule **global**, k = 0.5' in card and "load_dataset('me/cleaned', split='train')" in card
+    assert 'HuggingFaceTB/SmolLM2-135M-Instruct' in card and 'smollm2-135m-instruct`' not in card
     # a fresh cache: `datasets` may reuse an earlier load of a same-named local folder
     pulled = datasets.load_dataset(str(repo), cache_dir=str(tmp_path/'hf-cache'))['train'].to_dict()
     assert pulled['labels'] == [r['labels'].tolist() for r in cleaned] and pulled['id'] == [r['id'] for r in cleaned]
@@ -100,3 +102,27 @@ def test_offline_push_says_so(cleaned, tmp_path, monkeypatch):
     with pytest.raises(TokencleanError, match='HF_HUB_OFFLINE is set; unset it to push'):
         export_cleaned(cleaned, tmp_path/'cleaned', push_to_hub='me/cleaned')
     assert (tmp_path/'cleaned'/'tokenclean.json').exists()
+
+@pytest.mark.parametrize('max_length', [None, 'short', 1024])
+def test_trl_account_matches_trl(cleaned, tmp_path, max_length):
+    "`trl_account` counts the samples TRL's SFTTrainer keeps, at no max_length, at one that cuts, and at its default."
+    import warnings
+    from trl import SFTConfig, SFTTrainer
+    from tokenclean.export import cleaned_dataset, trl_account
+    from tokenclean.models import load_model, load_tokenizer
+    rows = [dict(r) for r in cleaned]
+    rows[0]['labels'] = rows[0]['labels'].copy(); rows[0]['labels'][:] = -100          # an emptied sample
+    first = sorted(int(np.flatnonzero(r['labels'] != -100)[0]) for r in rows if (r['labels'] != -100).any())
+    L = first[len(first) // 2] if max_length == 'short' else max_length                # cuts away half the samples' labels
+    args = SFTConfig(output_dir=str(tmp_path), max_length=L, report_to='none', use_cpu=True, bf16=False,
+                     shuffle_dataset=False, disable_tqdm=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        tr = SFTTrainer(model=load_model('tiny-random', device='cpu'), args=args, train_dataset=cleaned_dataset(rows),
+                        processing_class=load_tokenizer('smollm2-135m-instruct'))
+    acc = trl_account(rows, L)
+    assert len(tr.train_dataset) == acc['trl_samples']
+    assert sorted(set(r['id'] for r in rows) - set(tr.train_dataset['id'])) == sorted(acc['trl_dropped_ids'])
+    if max_length is None: assert acc['trl_samples'] == len(rows)                       # emptied samples kept
+    if max_length == 'short': assert acc['trl_dropped'] > 1                            # more than the emptied one
+    if max_length == 1024: assert acc['trl_dropped_ids'] == [rows[0]['id']]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #a862d85a
 from __future__ import annotations
-import contextlib, difflib, hashlib, json, os, tempfile, time
+import contextlib, difflib, hashlib, json, logging, os, tempfile, time
 from pathlib import Path
 
 # %% auto #0
@@ -80,17 +80,27 @@ class Timer:
 # %% ../nbs/00_core.ipynb #q7a1c002
 _KNOWN = [  # (category, message regex) of third-party warnings that say nothing to a tokenclean user
     (FutureWarning, '.*is_gradient_checkpointing.*'),           # peft asks transformers a deprecated question
-    (UserWarning, '.*does not have many workers which may be a bottleneck.*'),
-    (UserWarning, '.*To copy construct from a tensor, it is recommended.*'),
 ]
-_QUIET_LOGGERS = ('bitsandbytes.backends.cpu.ops', 'kernels', 'lm_eval.api.task', 'lm_eval.evaluator_utils')
+_QUIET_LOGGERS = ('bitsandbytes.backends.cpu.ops', 'kernels')   # their only messages: the CPU kernel fetch
+_KNOWN_LOGS = {  # logger -> messages it logs that say nothing to a tokenclean user (tokenclean passes a model object)
+    'lm_eval.models.huggingface': ('`pretrained` model kwarg is not of type `str`',
+                                   'Passed an already-initialized model through `pretrained`'),
+}
+
+class _Drop(logging.Filter):
+    "Drop log records whose message starts with one of `msgs`."
+    def __init__(self, msgs): super().__init__(); self.msgs = msgs
+    def filter(self, r): return not str(r.msg).startswith(self.msgs)
 
 def quiet(hide_bnb:bool=True): # keep `bitsandbytes` unimported until `need_bnb`
     "Turn off third-party progress bars and known warnings (run when tokenclean is imported)."
-    import logging, sys, warnings
+    import sys, warnings
     os.environ.setdefault('HF_DATASETS_DISABLE_PROGRESS_BARS', '1')
     for cat, msg in _KNOWN: warnings.filterwarnings('ignore', message=msg, category=cat)
     for name in _QUIET_LOGGERS: logging.getLogger(name).setLevel(logging.ERROR)
+    for name, msgs in _KNOWN_LOGS.items():
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _Drop) for f in lg.filters): lg.addFilter(_Drop(msgs))
     if 'transformers' in sys.modules: quiet_transformers()
     if hide_bnb and 'bitsandbytes' not in sys.modules: sys.modules['bitsandbytes'] = None  # import fails: peft skips it
 

