@@ -115,7 +115,8 @@ def need_bnb():
     if sys.modules.get('bitsandbytes', 0) is None: del sys.modules['bitsandbytes']
     for mod, fn in (('peft.import_utils', 'is_bnb_available'), ('peft.import_utils', 'is_bnb_4bit_available'),
                     ('transformers.utils.import_utils', 'is_bitsandbytes_available'),
-                    ('accelerate.utils.imports', 'is_bnb_available'), ('accelerate.utils.imports', 'is_4bit_bnb_available')):
+                    ('accelerate.utils.imports', 'is_bnb_available'),
+                    ('accelerate.utils.imports', 'is_4bit_bnb_available')):
         f = getattr(sys.modules.get(mod), fn, None)
         if hasattr(f, 'cache_clear'): f.cache_clear()   # availability checks cached while it was hidden
 
