@@ -409,19 +409,20 @@ def _os_why(e:OSError)->str:
 
 def check_out(out:str|Path, probe_bytes:int=2**20)->Path:
     "The output folder, created and written to (a probe file, then removed), or one error line naming it."
-    p, probe = Path(out).expanduser(), None
+    p = Path(out).expanduser()
     try:
         p.mkdir(parents=True, exist_ok=True)
         probe = p/f'.tokenclean-probe-{os.getpid()}'
-        with open(probe, 'wb') as f:
-            f.write(b'\0' * probe_bytes)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(probe, 'wb') as f:
+                f.write(b'\0' * probe_bytes)
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            if probe.exists(): probe.unlink()
     except OSError as e:
         raise TokencleanError(f"out {str(p)!r}: cannot write there ({_os_why(e)}); choose another folder, e.g. "
                               "--set out=runs") from None
-    finally:
-        if probe is not None: probe.unlink(missing_ok=True)
     return p
 
 # %% ../nbs/06a_config.ipynb #20aa8db8
