@@ -115,3 +115,56 @@ def test_bad_yaml_config_is_one_line(tokenclean, tmp_path):
     p = run([tokenclean, 'config', '--config', str(bad)], check=False)
     assert p.returncode == 2 and 'Traceback' not in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert f'config {bad}: not valid YAML at line 2' in p.stderr
+
+# --- stopped before any model loads (preflight), and IO errors as one line naming the path -------------------------
+
+def _one_line_error(p, *parts):
+    assert p.returncode == 2, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'Traceback' not in p.stderr, p.stderr
+    for s in parts: assert s in lines[0], (s, lines[0])
+    return lines[0]
+
+@pytest.mark.parametrize('sets,parts', [
+    (['eval_tasks=[hellaswg]'], ["'hellaswg' is not an offline task", "(did you mean 'hellaswag'?)"]),
+    (['k=.nan'], ["config key 'k': must be a finite number"]),
+    (['train.lr=.inf'], ["config key 'train.lr': must be a finite number"]),
+    (['lora_targets=[no_such_module]'], ["has no module 'no_such_module'"]),
+    (['seeds=[1, 1]'], ["'seeds': must be a list without repeats (1 twice)"]),
+    (['warmup=missing-warmup.jsonl'], ["config key 'warmup': the warm-up set 'missing-warmup.jsonl' is not a file"]),
+])
+def test_study_stops_before_any_model_loads(tokenclean, tiny_config, tmp_path, sets, parts):
+    "Each slip stops `tokenclean study` at once with one line (no run folder is made for a config error)."
+    import time
+    t = time.time()
+    p = run([tokenclean, 'study', '--config', str(tiny_config)] + [a for s in sets for a in ('--set', s)], check=False)
+    _one_line_error(p, *parts)
+    assert time.time() - t < 120 and not (tmp_path/'runs').exists() or 'seeds' not in sets[0]
+
+def _mount(folder, opts):
+    "Mount a small tmpfs on `folder` (root only); False if this machine does not allow it."
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(['mount', '-t', 'tmpfs', '-o', opts, 'tmpfs', str(folder)], capture_output=True).returncode == 0
+
+@pytest.mark.parametrize('kind', ['file in the way', 'read-only', 'disk full'])
+def test_unwritable_out_is_one_line_naming_it(tokenclean, tiny_config, tmp_path, kind):
+    import os
+    out, mounted = tmp_path/'target', False
+    if kind == 'file in the way':
+        out.write_text('x')
+        out, want = out/'runs', f'{out} is a file, not a folder'
+    elif kind == 'read-only':
+        mounted = _mount(out, 'ro,size=1m')
+        if not mounted:
+            if os.geteuid() == 0: pytest.skip('root writes into read-only folders and cannot mount here')
+            out.chmod(0o555)
+        want = 'read-only file system' if mounted else 'permission denied'
+    else:
+        mounted = _mount(out, 'size=256k')
+        if not mounted: pytest.skip('needs a small file system (tmpfs mount, as root)')
+        want = 'no space left on the device'
+    try:
+        p = run([tokenclean, 'study', '--config', str(tiny_config), '--set', f'out={out}'], check=False)
+        _one_line_error(p, f"out '{out}': cannot write there ({want})")
+    finally:
+        if mounted: subprocess.run(['umount', str(out)])
