@@ -12,10 +12,11 @@ from .eval_tasks import *
 from .tydiqa import *
 
 # %% auto #0
-__all__ = ['task_spec', 'evaluate', 'result_key', 'save_result', 'ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS', 'OFFLINE_TASKS',
-           'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES', 'asset_folder', 'write_task', 'build_offline_task',
-           'normalize_answer', 'squad_f1', 'squad_em', 'tydiqa_f1', 'load_tydiqa', 'tydiqa_prompt', 'tydiqa_docs',
-           'tydiqa_process_results', 'tydiqa_agg_f1', 'tydiqa_agg_em', 'build_tydiqa_task']
+__all__ = ['task_spec', 'sample_items', 'evaluate', 'result_key', 'save_result', 'ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS',
+           'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES', 'asset_folder', 'write_task',
+           'build_offline_task', 'normalize_answer', 'squad_f1', 'squad_em', 'tydiqa_f1', 'load_tydiqa',
+           'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1', 'tydiqa_agg_em',
+           'build_tydiqa_task']
 
 # %% ../nbs/07_evaluation.ipynb #b3a1461c
 # the task helpers other code imports from here
@@ -82,18 +83,28 @@ def _n_items(r:dict, task:str)->int:
     return sum(_n_items(r, t) for t in r.get('group_subtasks', {}).get(task, []))
 
 # %% ../nbs/07_evaluation.ipynb #600bdd36
+def _run_name(model, meta:dict|None)->str:
+    "The run's model name: `meta['name']`, or the model's name with the method, reference and seed of `meta`."
+    meta = meta or {}
+    if meta.get('name'): return str(meta['name'])
+    m = meta.get('model') or getattr(getattr(model, 'config', None), '_name_or_path', None) or type(model).__name__
+    parts = [str(meta[k]) if k != 'seed' else f'seed{meta[k]}' for k in ('method', 'reference', 'seed')
+             if meta.get(k) is not None]
+    return '-'.join([Path(str(m)).name] + parts)
+
 def _tracker(out:str|Path|None, name:str):
     "lm-eval's `EvaluationTracker` writing under `out/<name>/` (None without `out`)."
     if out is None: return None
     from lm_eval.loggers import EvaluationTracker
     t = EvaluationTracker(output_path=str(out))
-    t.general_config_tracker.model_name = name
+    t.general_config_tracker.model_name = t.run_name = name
     return t
 
 def _save_tracked(tracker, r:dict):
     "Write lm-eval's own `results_<date>.json` and `samples_<task>_<date>.jsonl` files, as its CLI does."
     g = tracker.general_config_tracker
-    g.model_name_sanitized = re.sub(r'[^\w.-]+', '__', str(g.model_name))   # simple_evaluate renames CUSTOM models
+    g.model_name = tracker.run_name                                          # simple_evaluate gave it a random name
+    g.model_name_sanitized = re.sub(r'[^\w.-]+', '__', str(g.model_name))
     samples = r.get('samples') or {}
     tracker.save_results_aggregated(results={k: v for k, v in r.items() if k != 'samples'}, samples=samples)
     for task, ss in samples.items(): tracker.save_results_samples(task_name=task, samples=ss)
@@ -110,19 +121,51 @@ def _record_task(spec:dict, r:dict, shots:int)->dict:
                 shots_in_prompt=spec.get('shots_in_prompt', 0), n_items=_n_items(r, spec['task']),
                 **{k: spec[k] for k in ('source', 'online', 'n', 'seed', 'data_sha', 'max_context') if k in spec})
 
+# %% ../nbs/07_evaluation.ipynb #aa7c0741
+def _leaves(r:dict, task:str)->list:
+    "lm-eval task names under `task`: itself, or a group's leaf subtasks."
+    subs = r.get('group_subtasks', {}).get(task)
+    return [task] if not subs else [leaf for t in subs for leaf in _leaves(r, t)]
+
+def _number(v)->float|None:
+    "`v` as a float, or None if it is not a number."
+    if isinstance(v, bool): return float(v)
+    try: return float(v)
+    except (TypeError, ValueError): return None
+
+def sample_items(r:dict,              # `simple_evaluate` output with `samples`
+                 specs:list,          # the task specs evaluated (`task_spec`)
+                 meta:dict|None=None, # the run: method (arm), seed, experiment or data, reference
+                )->list:              # long-format rows (dicts): `stats.RESULT_COLUMNS` + cluster, task
+    "lm-eval's per-sample metrics as long-format rows: item = doc id, cluster = task (a group's subtask)."
+    meta, rows = meta or {}, []
+    run = dict(experiment=meta.get('experiment') or meta.get('data') or 'lm_eval', arm=meta.get('method') or 'model',
+               seed=meta.get('seed'), **({'reference': meta['reference']} if meta.get('reference') is not None else {}))
+    for s in specs:
+        for leaf in _leaves(r, s['task']):
+            for x in r.get('samples', {}).get(leaf, []):
+                flt = x.get('filter', 'none')
+                for m in x.get('metrics', []):
+                    if (v := _number(x.get(m))) is None: continue
+                    rows.append(dict(run, item=x['doc_id'], metric=m if flt == 'none' else f'{m},{flt}', value=v,
+                                     cluster=s['name'] if leaf == s['task'] else leaf, task=s['name']))
+    return rows
+
 # %% ../nbs/07_evaluation.ipynb #35f4f51e
-def _run_group(lm, specs:list, shots:int|None, tm, limit, seeds:dict, log_samples:bool, tracker=None, **kw)->tuple:
-    "One `simple_evaluate` call for tasks sharing a shot count: (results, record, samples) by our names, raw output."
+def _run_group(lm, specs:list, shots:int|None, tm, limit, seeds:dict, log_samples:bool, tracker=None,
+               meta:dict|None=None, **kw)->tuple:
+    "One `simple_evaluate` call for tasks sharing a shot count: results, record, samples, long rows, raw output."
     import lm_eval
+    per_item = log_samples or tracker is not None
     r = lm_eval.simple_evaluate(lm, tasks=[s['task'] for s in specs], num_fewshot=shots, limit=limit, task_manager=tm,
-                                log_samples=log_samples or tracker is not None, evaluation_tracker=tracker,
-                                **seeds, **kw)
-    if tracker is not None: _save_tracked(tracker, r)
+                                log_samples=per_item, evaluation_tracker=tracker, **seeds, **kw)
     res = {s['name']: _metrics(r['results'][s['task']]) for s in specs}
     n_shot = lambda s: shots if shots is not None else r.get('n-shot', {}).get(s['task'], 0)
     rec = {s['name']: _record_task(s, r, n_shot(s)) for s in specs}
     smp = {s['name']: _samples(r, s['task']) for s in specs} if log_samples else {}
-    return res, rec, smp, r
+    items = sample_items(r, specs, meta) if per_item else []
+    if tracker is not None: _save_tracked(tracker, r)            # after: lm-eval's writer turns values into text
+    return res, rec, smp, items, r
 
 # %% ../nbs/07_evaluation.ipynb #36712dd6
 def _run_record(model, tok, r:dict, limit, batch_size, seeds:dict, meta:dict|None)->dict:
@@ -142,28 +185,38 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
              limit:int|float|None=None, # items per task (testing only; <1: a fraction)
              batch_size:int|str|None=None, seed:int|None=None, # None: 'auto' on CUDA, 1 elsewhere; seed (None: CLI's)
              num_fewshot:int|None=None, # None: each task's own (MMLU 5); an int overrides all
-             log_samples:bool=False, meta:dict|None=None, # keep per-item outputs; extra keys (method, data, seed...)
-             output_path:str|Path|None=None, # folder for lm-eval's own result and sample files (`EvaluationTracker`)
-            )->dict: # {'results': {task: {metric: value, metric_stderr: se}}, 'record': {...}, 'samples'?}
+             log_samples:bool=False, meta:dict|None=None, # keep per-item outputs; the run (method, data, seed...)
+             output_path:str|Path|None=None, # folder for lm-eval's own files and the per-item `items.csv.gz`
+            )->dict: # {'results': {task: {metric: value, metric_stderr: se}}, 'record': {...}, 'samples'?, 'items'?}
     "Evaluate `model` on `tasks` with lm-eval, in-process."
     import torch
     from lm_eval.api.model import LM
     from lm_eval.models.huggingface import HFLM
     specs, bs = [task_spec(t, tok) for t in tasks], _batch_size(model, batch_size)
-    groups, out = defaultdict(list), dict(results={}, record=dict(tasks={}), samples={})
+    groups, out, items = defaultdict(list), dict(results={}, record=dict(tasks={}), samples={}), []
     for s in specs: groups[num_fewshot if num_fewshot is not None else s['num_fewshot']].append(s)
     with _eval_mode(model), torch.no_grad():
         lm = model if isinstance(model, LM) else HFLM(pretrained=model, tokenizer=tok, batch_size=bs)
         tm = _task_manager(specs)                                    # one TaskManager for every group
-        tracker = _tracker(output_path, (meta or {}).get('method', 'model'))
+        tracker = _tracker(output_path, _run_name(model, meta))
         for shots, ss in groups.items():
-            res, rec, smp, r = _run_group(lm, ss, shots, tm, limit, _seeds(seed), log_samples, tracker)
+            res, rec, smp, its, r = _run_group(lm, ss, shots, tm, limit, _seeds(seed), log_samples, tracker, meta)
             out['results'].update(res)
             out['record']['tasks'].update(rec)
             out['samples'].update(smp)
+            items += its
     out['record'].update(_run_record(model, tok, r, limit, bs, _seeds(seed), meta))
-    if not log_samples: del out['samples']
+    if output_path is not None: out['record']['items'] = str(_save_items(items, output_path))
+    if log_samples: out['items'] = items
+    else: del out['samples']
     return out
+
+def _save_items(rows:list, folder:str|Path)->Path:
+    "Write long-format rows to `folder/items.csv.gz`, atomically."
+    import pandas as pd
+    path = Path(folder)/'items.csv.gz'
+    with atomic_path(path) as tmp: pd.DataFrame(rows).to_csv(tmp, index=False, compression='gzip')
+    return path
 
 # %% ../nbs/07_evaluation.ipynb #38832a82
 def result_key(result:dict)->str:
