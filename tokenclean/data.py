@@ -725,7 +725,7 @@ def _check_max_len(max_len):
 def _special_strings(tok)->list:
     "The strings `tok` reads as one control token (its special tokens), longest first."
     added = [t.content for t in getattr(tok, 'added_tokens_decoder', {}).values() if getattr(t, 'special', False)]
-    return sorted(set(added) | set(tok.all_special_tokens), key=len, reverse=True)
+    return sorted(set(added) | set(getattr(tok, 'all_special_tokens', ())), key=len, reverse=True)
 
 def _check_special(tok, messages:list, sid:str):
     "A bad record if a message's text holds a special-token string (it would become a control token)."
@@ -741,7 +741,7 @@ def tokenize_sample(tok, sample:dict, max_len:int=2048, template:str='model',
                    )->dict:
     "`sample` tokenized: id, source, input_ids, labels (int32), untruncated length and response tokens cut."
     _check_max_len(max_len)
-    msgs, sid, eos = sample['messages'], sample['id'], tok.eos_token or '</s>'
+    msgs, sid, eos = sample['messages'], sample['id'], getattr(tok, 'eos_token', None) or '</s>'
     _check_special(tok, msgs, sid)
     plain = [{k: v for k, v in m.items() if k != 'spans'} for m in msgs]
     if template == 'tulu':
