@@ -1,72 +1,138 @@
-"""bf16 autocast against fp32 on this CPU, scoring and training in one run (under 3 minutes on one thread).
+#!/usr/bin/env python
+"""bf16 against fp32 on this CPU, in one run: training speed and final loss, where training's time goes (per op),
+the scoring agreement check on the default pool, and where scoring's disagreement comes from.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python scripts/cpu_precision.py [--json OUT.json]
 
-The packaged SmolLM2-135M is the base. A LoRA reference is trained on warm-up chats from the same initial
-adapter in each precision (tokens/s, final loss), then the default pool is scored with (base, reference) in each
-precision (tokens/s) and the global top-60% kept sets are compared (Jaccard): fp32 end to end against bf16 end to
-end, and the same fp32-trained reference scored in the two precisions. bf16 is worth being the CPU default only if
-it is faster in both stages and agrees: Jaccard >= 0.95 and final losses within 1%.
+1. Training: a LoRA reference (r 16, α 32, the top 10 layers, as the CPU study) trained on the same warm-up chats from
+   the same initial adapter in fp32 and under bf16 autocast (the weights stay fp32: autocast casts copies for each
+   matmul, so the optimizer updates fp32 master weights): tokens/s of each and the final losses.
+2. Profile: one more training step of each precision under `torch.profiler`: the ops with the most self CPU time, and
+   forward / backward / optimizer seconds.
+3. Scoring: `check_precision` (the study's agreement check) on the default pool with the fp32 reference; then, on
+   a smaller seeded share (`--decomp-tokens` scored tokens), the per-token losses with the transformer body and the output head each in fp32 or bf16 (all
+   through `scoring.token_nll`), each against fp32 end to end: largest and mean |difference| of a token's loss and
+   the Jaccard of the top-k kept sets (score = base − reference).
 """
-import argparse, contextlib, json, time
+import argparse, contextlib, json, os, platform, time
 import numpy as np, torch
 from tokenclean.core import set_threads
 from tokenclean.data import load_pool, tokenize_pool
-from tokenclean.models import load_model, load_tokenizer, add_lora, adapter_off, autocast
-from tokenclean.scoring import collate, token_nll, length_batches
+from tokenclean.models import load_model, load_tokenizer, add_lora, adapter_off, autocast, top_layers
+from tokenclean.scoring import collate, token_nll, length_batches, scored_part, check_precision, agreement_share
 from tokenclean.selection import top_k_mask
-from tokenclean.training import TrainConfig, train
+from tokenclean.training import TrainConfig, train, train_step
 
-def losses(model, rows, pad_id, precision, adapter=True):
-    "Per-token losses of `rows` (concatenated in row order) and tokens/s."
-    out, n, t0 = [None] * len(rows), 0, time.perf_counter()
-    with torch.no_grad(), autocast('cpu', precision), (adapter_off(model) if not adapter else contextlib.nullcontext()):
-        for b in length_batches([len(r['input_ids']) for r in rows], 2048):
-            batch = collate([rows[i] for i in b], pad_id)
-            counts = [int((rows[i]['labels'][1:] != -100).sum()) for i in b]
-            for i, part in zip(b, torch.split(token_nll(model, **batch).float(), counts)): out[i] = part.numpy()
+MODEL = 'smollm2-135m-instruct'
+MODES = dict(fp32=('fp32', torch.float32), bf16_body=('bf16', torch.float32), bf16_head=('fp32', torch.bfloat16),
+             bf16_all=('bf16', None))   # (autocast of the body, dtype of the head; None = the autocast's)
+
+def cpu_name()->str:
+    for line in open('/proc/cpuinfo'):
+        if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    return platform.processor()
+
+def losses(model, rows, pad_id, body:str, head, adapter:bool)->tuple:
+    "Per-token losses of `rows` (in row order) with the body under `body` autocast and the head in `head`; tokens/s."
+    cut = [scored_part(r) for r in rows]
+    live = [i for i, c in enumerate(cut) if c is not None]
+    out, n, t0 = {}, 0, time.perf_counter()
+    with torch.no_grad(), autocast('cpu', body), (adapter_off(model) if not adapter else contextlib.nullcontext()):
+        for b in length_batches([len(cut[i]['input_ids']) for i in live], 8192):
+            b = [live[j] for j in b]
+            batch = collate([cut[i] for i in b], pad_id)
+            counts = [int((cut[i]['labels'][1:] != -100).sum()) for i in b]
+            for i, part in zip(b, torch.split(token_nll(model, **batch, head_dtype=head).float(), counts)):
+                out[i] = part.numpy()
             n += int(batch['attention_mask'].sum())
-    return np.concatenate(out), n / (time.perf_counter() - t0)
+    return np.concatenate([out[i] for i in live]), n / (time.perf_counter() - t0)
 
-def jaccard(a, b): return float((a & b).sum() / (a | b).sum())
+def jaccard(a, b): return float((a & b).sum() / max((a | b).sum(), 1))
 
-def main(out=None):
-    set_threads(None)
-    tok = load_tokenizer('smollm2-135m-instruct')
-    warm = tokenize_pool(tok, load_pool('default:warmup', limit=16), 192, verbose=False).rows
-    pool = tokenize_pool(tok, load_pool('default', limit=32), 192, verbose=False).rows
-    res, refs = {}, {}
+def profile_step(model, rows, pad_id, prec:str, top:int=12)->dict:
+    "One training step of `rows` under torch.profiler: seconds per phase and the ops with the most self CPU time."
+    from torch.profiler import profile, ProfilerActivity, record_function
+    cfg = TrainConfig(micro_batch=len(rows), batch_size=len(rows), precision=prec)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0)
+    stats = dict(skipped_steps=0, skipped_micro_batches=0, trained_tokens=0)
+    train_step(model, rows, list(range(len(rows))), cfg, pad_id, stats); model.zero_grad(set_to_none=True)   # warm
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with record_function('step'):
+            t0 = time.perf_counter()
+            train_step(model, rows, list(range(len(rows))), cfg, pad_id, stats)   # forward + backward
+            t1 = time.perf_counter(); opt.step(); opt.zero_grad(set_to_none=True); t2 = time.perf_counter()
+    ev = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    tot = sum(e.self_cpu_time_total for e in ev)
+    ops = [dict(op=e.key, self_s=e.self_cpu_time_total / 1e6, share=e.self_cpu_time_total / tot, calls=e.count)
+           for e in ev[:top]]
+    return dict(fwd_bwd_s=t1 - t0, opt_s=t2 - t1, tokens=int(sum(len(r['input_ids']) for r in rows)), ops=ops)
+
+def main(a):
+    set_threads(a.threads)
+    t_start, load0 = time.perf_counter(), os.getloadavg()
+    tok = load_tokenizer(MODEL)
+    warm = tokenize_pool(tok, load_pool('default:warmup', limit=a.warmup), a.train_len, verbose=False).rows
+    res = dict(machine=dict(cpu=cpu_name(), cores=os.cpu_count(), threads=torch.get_num_threads(),
+                            avx512_bf16=torch.cpu._is_avx512_bf16_supported(), amx=torch.cpu._is_amx_tile_supported(),
+                            torch=torch.__version__, load_avg_start=load0),
+               config=vars(a))
+    # 1. training, fp32 and bf16, then 2. one profiled step each
+    refs, train_res = {}, {}
     for prec in ('fp32', 'bf16'):
         torch.manual_seed(0)
-        m = add_lora(load_model('smollm2-135m-instruct', device='cpu'), r=8, alpha=16, dropout=0.0)
-        cfg = TrainConfig(lr=1e-3, batch_size=8, micro_batch=4, epochs=1, warmup_ratio=0.0, seed=0, precision=prec, save_every=0)
+        base = load_model(MODEL, device='cpu')
+        m = add_lora(base, r=16, alpha=32, dropout=0.0, targets=top_layers(base.config, 10))
+        cfg = TrainConfig(lr=1e-3, batch_size=8, micro_batch=8, epochs=1, warmup_ratio=0.0, seed=0, precision=prec,
+                          save_every=0, shuffle=False)
         ntok, t0 = sum(len(r['input_ids']) for r in warm), time.perf_counter()
         h = train(m, warm, cfg, tok.pad_token_id, progress=False)
-        res[f'train_tok_s_{prec}'] = ntok / (time.perf_counter() - t0)
-        res[f'final_loss_{prec}'] = h['history'][-1]
+        train_res[prec] = dict(tokens_per_s=ntok / (time.perf_counter() - t0), final_loss=h['history'][-1],
+                               history=h['history'], tokens=ntok)
         refs[prec] = m
+        print(f"train {prec}: {train_res[prec]['tokens_per_s']:.1f} tokens/s, final loss {h['history'][-1]:.4f}", flush=True)
+    mb = sorted(warm, key=lambda r: len(r['input_ids']))[len(warm) // 2:][:8]
     for prec in ('fp32', 'bf16'):
-        base, tb = losses(refs['fp32'], pool, tok.pad_token_id, prec, adapter=False)
-        ref, tr = losses(refs[prec], pool, tok.pad_token_id, prec)
-        ref32, _ = losses(refs['fp32'], pool, tok.pad_token_id, prec)
-        res[f'score_tok_s_{prec}'] = 2 / (1 / tb + 1 / tr)
-        res[f'keep_{prec}'], res[f'keep_sameref_{prec}'] = top_k_mask(base - ref, 0.6), top_k_mask(base - ref32, 0.6)
-        res[f'base_{prec}'] = base
-    summary = dict(train_speedup=res['train_tok_s_bf16'] / res['train_tok_s_fp32'],
-                   score_speedup=res['score_tok_s_bf16'] / res['score_tok_s_fp32'],
-                   jaccard_end_to_end=jaccard(res['keep_fp32'], res['keep_bf16']),
-                   jaccard_scoring_only=jaccard(res['keep_sameref_fp32'], res['keep_sameref_bf16']),
-                   base_loss_max_abs_diff=float(np.abs(res['base_fp32'] - res['base_bf16']).max()),
-                   final_loss_rel_diff=abs(res['final_loss_bf16'] - res['final_loss_fp32']) / res['final_loss_fp32'],
-                   **{k: round(v, 4) for k, v in res.items() if k.endswith('tok_s_fp32') or k.endswith('tok_s_bf16')
-                      or k.startswith('final_loss')}, response_tokens=int(len(res['base_fp32'])),
-                   threads=torch.get_num_threads(), cpu_capability=torch.backends.cpu.get_cpu_capability())
-    summary['bf16_default'] = bool(min(summary['train_speedup'], summary['score_speedup']) > 1
-                                   and summary['jaccard_end_to_end'] >= 0.95 and summary['final_loss_rel_diff'] <= 0.01)
-    print(json.dumps(summary, indent=2))
-    if out: open(out, 'w').write(json.dumps(summary, indent=2))
-    return summary
+        train_res[prec]['profile'] = profile_step(refs[prec], mb, tok.pad_token_id, prec)
+        p = train_res[prec]['profile']
+        print(f"profile {prec}: fwd+bwd {p['fwd_bwd_s']:.2f} s, optimizer {p['opt_s']:.3f} s; top ops: " +
+              ', '.join(f"{o['op']} {o['share']:.0%}" for o in p['ops'][:6]), flush=True)
+    res['train'] = train_res
+    res['train_speedup'] = train_res['bf16']['tokens_per_s'] / train_res['fp32']['tokens_per_s']
+    res['final_loss_rel_diff'] = (train_res['bf16']['final_loss'] - train_res['fp32']['final_loss']) / train_res['fp32']['final_loss']
+    # 3. scoring: the agreement check on the default pool, then the decomposition on its share
+    ref = refs['fp32'].eval()
+    pool = tokenize_pool(tok, load_pool('default'), a.max_len, verbose=False)
+    t0 = time.perf_counter()
+    res['check'] = check_precision(ref, pool, k=0.6, pad_id=tok.pad_token_id)
+    res['check']['seconds'] = time.perf_counter() - t0
+    rows = [pool[i] for i in agreement_share(pool, share=0.0, min_tokens=a.decomp_tokens)]   # a smaller share
+    modes = {}
+    for name, (body, head) in MODES.items():
+        b, tb = losses(ref, rows, tok.pad_token_id, body, head, adapter=False)
+        r, tr = losses(ref, rows, tok.pad_token_id, body, head, adapter=True)
+        modes[name] = dict(base=b, score=b - r, tokens_per_s=2 / (1 / tb + 1 / tr))
+        print(f"score {name}: {modes[name]['tokens_per_s']:.0f} tokens/s", flush=True)
+    keep32 = top_k_mask(modes['fp32']['score'], 0.6)
+    res['scoring'] = {n: dict(body=MODES[n][0], head=str(MODES[n][1] or 'autocast').replace('torch.', ''),
+                              tokens_per_s=m['tokens_per_s'],
+                              base_loss_max_abs_diff=float(np.abs(m['base'] - modes['fp32']['base']).max()),
+                              base_loss_mean_abs_diff=float(np.abs(m['base'] - modes['fp32']['base']).mean()),
+                              score_mean_abs_diff=float(np.abs(m['score'] - modes['fp32']['score']).mean()),
+                              jaccard=jaccard(top_k_mask(m['score'], 0.6), keep32)) for n, m in modes.items()}
+    res['share'] = dict(samples=len(rows), tokens=int(sum(len(r['input_ids']) for r in rows)),
+                        scored=int(len(modes['fp32']['base'])), score_sd=float(modes['fp32']['score'].std()))
+    res['machine']['load_avg_end'] = os.getloadavg()
+    res['total_s'] = time.perf_counter() - t_start
+    print(json.dumps({k: v for k, v in res.items() if k not in ('train',)}, indent=1, default=str))
+    print(f"training bf16/fp32: {res['train_speedup']:.2f}x tokens/s, final loss {res['final_loss_rel_diff']:+.2%}")
+    if a.json:
+        for p in ('fp32', 'bf16'): res['train'][p].pop('history')
+        open(a.json, 'w').write(json.dumps(res, indent=1, default=str) + '\n')
 
 if __name__ == '__main__':
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0]); p.add_argument('--json')
-    main(p.parse_args().json)
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--json'); p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--warmup', type=int, default=24, help='warm-up chats the reference trains on')
+    p.add_argument('--train-len', type=int, default=192)
+    p.add_argument('--decomp-tokens', type=int, default=1500, help='scored tokens of the share the parts are measured on'); p.add_argument('--max-len', type=int, default=2048)
+    main(p.parse_args())

@@ -14,7 +14,7 @@ from .scoring import token_nll, collate
 
 # %% auto #0
 __all__ = ['TrainConfig', 'batch_plan', 'micro_batches', 'n_trained', 'train_step', 'is_sharded', 'save_adapter',
-           'save_checkpoint', 'load_checkpoint', 'train']
+           'save_checkpoint', 'load_checkpoint', 'frozen_bf16', 'train']
 
 # %% ../nbs/05_training.ipynb #69971394
 @dataclass
@@ -197,6 +197,20 @@ def _update(model, opt, cfg:TrainConfig, scaler):
     if scaler: scaler.step(opt); scaler.update()
     else: opt.step()
 
+# %% ../nbs/05_training.ipynb #205e257c
+@contextlib.contextmanager
+def frozen_bf16(model, on:bool=True):
+    "Inside, frozen fp32 `Linear` weights of `model` are bf16 copies (autocast casts none per matmul); restored after."
+    saved = []
+    for m in model.modules() if on else []:
+        w = getattr(m, 'weight', None)
+        if isinstance(m, torch.nn.Linear) and isinstance(w, torch.nn.Parameter) and not w.requires_grad and w.dtype == torch.float32:
+            saved.append((m, w))
+            m.weight = torch.nn.Parameter(w.detach().to(torch.bfloat16), requires_grad=False)
+    try: yield model
+    finally:
+        for m, w in saved: m.weight = w
+
 # %% ../nbs/05_training.ipynb #5e6a0f93
 def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenized rows with labels
           cfg:TrainConfig=TrainConfig(), pad_id:int=0,
@@ -217,12 +231,14 @@ def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenize
     step, history, stats = 0, [], dict(skipped_steps=0, skipped_micro_batches=0, trained_tokens=0)
     if ckpt and ckpt.exists(): step, history, stats = load_checkpoint(ckpt, model, opt, sched, scaler, fwd)
     bar = dict(desc=desc, initial=step, total=len(plan), disable=not progress or not is_main())
-    for s in tqdm(range(step, len(plan)), **bar):
-        loss = train_step(model, rows, plan[s], cfg, pad_id, stats, fwd=fwd, scaler=scaler)
-        if loss is not None: _update(model, opt, cfg, scaler)
-        sched.step(); opt.zero_grad(set_to_none=True); history.append(loss)
-        if ckpt and cfg.save_every and (s + 1) % cfg.save_every == 0 and s + 1 < len(plan):
-            save_checkpoint(ckpt, model, opt, sched, s + 1, history, stats, scaler, fwd)
+    cast_once = cfg.precision == 'bf16' and model.device.type == 'cpu' and fwd is None
+    with frozen_bf16(model, cast_once):
+        for s in tqdm(range(step, len(plan)), **bar):
+            loss = train_step(model, rows, plan[s], cfg, pad_id, stats, fwd=fwd, scaler=scaler)
+            if loss is not None: _update(model, opt, cfg, scaler)
+            sched.step(); opt.zero_grad(set_to_none=True); history.append(loss)
+            if ckpt and cfg.save_every and (s + 1) % cfg.save_every == 0 and s + 1 < len(plan):
+                save_checkpoint(ckpt, model, opt, sched, s + 1, history, stats, scaler, fwd)
     model.eval()
     res = dict(history=history, steps=len(plan), **stats, config=asdict(cfg))
     if scaler: res['loss_scale'] = scaler.get_scale() * processes()[1]   # as one process would have it
