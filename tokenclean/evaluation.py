@@ -12,7 +12,7 @@ from .eval_tasks import *
 from .tydiqa import *
 
 # %% auto #0
-__all__ = ['task_spec', 'sample_items', 'evaluate', 'result_key', 'save_result', 'ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS',
+__all__ = ['task_spec', 'eval_items', 'evaluate', 'result_key', 'save_result', 'ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS',
            'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES', 'asset_folder', 'write_task',
            'build_offline_task', 'normalize_answer', 'squad_f1', 'squad_em', 'tydiqa_f1', 'load_tydiqa',
            'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1', 'tydiqa_agg_em',
@@ -133,7 +133,7 @@ def _number(v)->float|None:
     try: return float(v)
     except (TypeError, ValueError): return None
 
-def sample_items(r:dict,              # `simple_evaluate` output with `samples`
+def eval_items(r:dict,              # `simple_evaluate` output with `samples`
                  specs:list,          # the task specs evaluated (`task_spec`)
                  meta:dict|None=None, # the run: method (arm), seed, experiment or data, reference
                 )->list:              # long-format rows (dicts): `stats.RESULT_COLUMNS` + cluster, task
@@ -163,7 +163,7 @@ def _run_group(lm, specs:list, shots:int|None, tm, limit, seeds:dict, log_sample
     n_shot = lambda s: shots if shots is not None else r.get('n-shot', {}).get(s['task'], 0)
     rec = {s['name']: _record_task(s, r, n_shot(s)) for s in specs}
     smp = {s['name']: _samples(r, s['task']) for s in specs} if log_samples else {}
-    items = sample_items(r, specs, meta) if per_item else []
+    items = eval_items(r, specs, meta) if per_item else []
     if tracker is not None: _save_tracked(tracker, r)            # after: lm-eval's writer turns values into text
     return res, rec, smp, items, r
 
