@@ -8,16 +8,15 @@ from .core import *
 from .config import *
 from .models import is_main
 from .scoring import Scores
-from .study import Study
+from .study import Study, SEEDLESS
 from .stages import score_pool, train_method, reference_result, base_result
 from .self_evolving import self_evolving
+from .stats import comparison_table
 
 # %% auto #0
-__all__ = ['SEEDLESS', 'study_items', 'needs_scores', 'run_method', 'run_study']
+__all__ = ['study_items', 'needs_scores', 'run_method', 'run_study', 'lower_is_better', 'study_comparisons']
 
 # %% ../nbs/06_pipelines.ipynb #2fff1660
-SEEDLESS = ('base', 'reference')   # arms that train nothing per seed: evaluated once
-
 def study_items(st:Study, results:list)->'pandas.DataFrame':
     "The per-item held-out results (`RESULT_COLUMNS`) of `results`, read from their run folders."
     import pandas as pd
@@ -44,3 +43,15 @@ def run_study(cfg:StudyConfig)->list:
     if is_main(): study_items(st, results).to_csv(st.path(f'items-{cfg.experiment}.csv'), index=False)
     if is_main(): save_json(results, st.path('results.json'))
     return results
+
+# %% ../nbs/06_pipelines.ipynb #a256a0a0
+def lower_is_better(metric:str)->bool:
+    "Whether a lower value of held-out `metric` is better (the NLLs)."
+    return 'nll' in metric
+
+def study_comparisons(st:Study, results:list)->'pandas.DataFrame|None':
+    "The config's `comparisons` on every held-out metric of `results` (`stats.comparison_table`); None if it has none."
+    if not st.cfg.comparisons: return None
+    items = study_items(st, results)
+    ms = sorted(items.metric.unique())
+    return comparison_table(items, [tuple(p) for p in st.cfg.comparisons], ms, [m for m in ms if lower_is_better(m)])

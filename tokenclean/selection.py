@@ -13,8 +13,8 @@ from .scoring import Scores
 
 # %% auto #0
 __all__ = ['METHODS', 'check_k', 'top_k_mask', 'per_sample_mask', 'random_mask', 'full_mask', 'oracle_mask', 'Selection',
-           'select', 'labels_for', 'apply_selection', 'summarise', 'format_summary', 'score_kinds', 'rates',
-           'kind_rates', 'save_selection', 'load_selection']
+           'select', 'reference_check', 'labels_for', 'apply_selection', 'summarise', 'format_summary', 'score_kinds',
+           'rates', 'kind_rates', 'save_selection', 'load_selection']
 
 # %% ../nbs/04_selection.ipynb #5fd73dbf
 def check_k(k:float)->float:
@@ -103,6 +103,14 @@ def select(sc:Scores, method:str='global', k:float=0.6, seed:int=42,
     else: raise TokencleanError(f"selection method must be one of {METHODS}, not {method!r}{closest(method, METHODS)}")
     return Selection(sc, keep, method, 1.0 if method == 'full' else check_k(k),
                      seed if method in ('random', 'oracle') else None)
+
+# %% ../nbs/04_selection.ipynb #380b5ae8
+def reference_check(sc:Scores, k:float=0.6)->dict:
+    "Spearman of base and reference losses, median score, and the share of the kept set that `base_loss` also keeps."
+    from scipy.stats import spearmanr
+    keep, by_base = select(sc, 'global', k).keep, select(sc, 'base_loss', k).keep
+    return dict(spearman=float(spearmanr(sc.base, sc.ref).statistic), median_score=float(np.median(sc.score)),
+                overlap_top_base=float((keep & by_base).sum()/max(keep.sum(), 1)))
 
 # %% ../nbs/04_selection.ipynb #56a522ad
 def labels_for(sel:Selection, row:dict, i:int)->np.ndarray:

@@ -20,10 +20,12 @@ from .training import TrainConfig, is_sharded
 from .stats import RESULT_COLUMNS
 
 # %% auto #0
-__all__ = ['Study', 'generate', 'base_model', 'new_adapter', 'with_adapter', 'unsharded', 'train_config', 'heldout_losses',
-           'heldout_loss', 'heldout_items', 'finish_run']
+__all__ = ['SEEDLESS', 'Study', 'generate', 'base_model', 'new_adapter', 'with_adapter', 'unsharded', 'train_config',
+           'heldout_losses', 'heldout_loss', 'heldout_items', 'finish_run']
 
 # %% ../nbs/06c_study.ipynb #7e110022
+SEEDLESS = ('base', 'reference')   # arms that train nothing per seed: evaluated once, their items have no seed
+
 class Study:
     "The shared state of a study: config, resolved plan, tokenizer, tokenized data, folders."
     def __init__(self, cfg:StudyConfig): self.cfg = cfg
@@ -96,7 +98,7 @@ class Study:
 
     def k(self, method:str)->float:
         "The share of tokens `method` keeps (1.0 for the methods that keep every token)."
-        return 1.0 if method in ('full', 'self_evolving_control', 'base', 'reference') else self.cfg.k
+        return 1.0 if method in ('full', 'self_evolving_control') + SEEDLESS else self.cfg.k
 
     def run_dir(self, method:str, seed:int)->Path:
         return self.path(f"{method}-k{self.k(method)}-s{seed}-{config_key(self.cfg, self.plan)}")
@@ -163,10 +165,14 @@ def _save_config(st:Study, d:Path, **extra)->Path:
 
 # %% ../nbs/06c_study.ipynb #076c0f9c
 def _losses(st:Study, model, tp:TokenizedPool, adapter:bool, desc:str):
-    c = st.cfg
-    return process_losses(model, tp, st.path('cache'), adapter=adapter, pad_id=st.tok.pad_token_id,
-                          shard_size=c.shard_size, max_tokens=c.score_max_tokens, progress=c.progress and is_main(),
-                          desc=desc, precision=st.plan['precision'])
+    "Losses of `model` on `tp`: in the plan's precision where `choose_precision` finds it keeps fp32's tokens, else fp32."
+    from tokenclean.scoring import choose_precision
+    c, cache, pad = st.cfg, st.path('cache'), st.tok.pad_token_id
+    chk = choose_precision(model, tp, cache, st.plan['precision'], k=c.k, pad_id=pad, max_tokens=c.score_max_tokens,
+                           verbose=c.progress and is_main())
+    return process_losses(model, tp, cache, adapter=adapter, pad_id=pad, shard_size=c.shard_size,
+                          max_tokens=c.score_max_tokens, progress=c.progress and is_main(), desc=desc,
+                          precision=chk['precision'], provenance=dict(precision_check=chk))
 
 # %% ../nbs/06c_study.ipynb #0d052de2
 def heldout_losses(st:Study, m)->dict:
@@ -202,7 +208,7 @@ def heldout_items(st:Study, m, arm:str, seed:int)->list:
 def finish_run(st:Study, d:Path, m, method:str, seed:int, extra:dict)->dict:
     "Evaluate `m`, write `results.json` and the per-item `items.csv` in `d` (on the main process), return the result."
     import pandas as pd
-    items = pd.DataFrame(heldout_items(st, m, method, seed), columns=RESULT_COLUMNS)
+    items = pd.DataFrame(heldout_items(st, m, method, None if method in SEEDLESS else seed), columns=RESULT_COLUMNS)
     res = dict(model=st.cfg.model, experiment=st.cfg.experiment, method=method, seed=seed, k=st.k(method),
                data=st.cfg.pool, pool_key=st.pool.key, run=d.name, heldout_loss=heldout_loss(st, m),
                metrics={k: float(v) for k, v in items.groupby('metric')['value'].mean().items()}, **extra)

@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from ..core import *
+from ..theory import bound_full, j_star
 
 # %% auto #0
-__all__ = ['DATA', 'SYSTEM', 'OPEN', 'CLOSE', 'common_words', 'World', 'make_world', 'response_pieces', 'make_sample',
-           'make_splits', 'write_jsonl', 'write_data']
+__all__ = ['ARMS', 'KINDS', 'DATA', 'SYSTEM', 'OPEN', 'CLOSE', 'common_words', 'World', 'make_world', 'response_pieces',
+           'make_sample', 'make_splits', 'write_jsonl', 'write_data', 'theory_table']
 
 # %% ../../nbs/studies/02_controlled.ipynb #1f5b1ac9
+ARMS = ('full', 'random', 'fixed', 'rho', 'oracle', 'self_evolving', 'self_evolving_control')   # display order
+KINDS = ('informative', 'misleading', 'filler', 'boilerplate')
 DATA = dict(n_keys=12, n_filler=200, pool=192, warmup=160, heldout=500, greedy=300, mislead=0.3, fail_mislead=0.6,
             keys=(3, 5), filler=(0, 6), world_seed=0)
 
@@ -107,7 +110,24 @@ def write_jsonl(samples:list, path:str|Path)->Path:
 
 def write_data(folder:str|Path, tok, **args)->list:
     "Write the splits of the controlled experiment (settings `DATA` updated by `args`) as JSONL files in `folder`."
-    if set(args) - set(DATA): raise TokencleanError(f"unknown controlled-data settings: {sorted(set(args) - set(DATA))}")
+    if set(args) - set(DATA):
+        raise TokencleanError(f"unknown controlled-data settings: {sorted(set(args) - set(DATA))}")
     a = {**DATA, **args}
     sp = make_splits(make_world(tok, a), a)
     return [write_jsonl(v, Path(folder)/f'{k}.jsonl') for k, v in sp.items()]
+
+# %% ../../nbs/studies/02_controlled.ipynb #fa353893
+def theory_table(sel, # long-format selection rates, one experiment
+                 k:float=0.6, delta:float=0.05,
+                )->'pandas.DataFrame': # one row per arm: measured rates, bounds and the predicted direction
+    "The bounds of `10_theory` from the measured rates of each arm (means over seeds)."
+    import pandas as pd
+    w = sel.pivot_table(index='arm', columns='item', values='value', aggfunc='mean')
+    rows = []
+    for arm, r in w.iterrows():
+        N, M = int(r['n']), int(r['trained_tokens'])
+        b_full, b_clean = float(bound_full(r['eta'], N, delta)), float(bound_full(r['rho'], M, delta))
+        rows.append(dict(arm=arm, eta=r['eta'], alpha=r['alpha'], beta=r['beta'], J=r['J'], rho=r['rho'], N=N, M=M,
+                         J_star=j_star(r['eta'], M/N, N, delta), B_full=b_full, B_clean=b_clean,
+                         predicts='cleaning helps' if b_clean < b_full else 'cleaning does not help'))
+    return pd.DataFrame(rows).set_index('arm')
