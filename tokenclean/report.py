@@ -12,7 +12,7 @@ from .core import *
 # %% auto #0
 __all__ = ['METHOD_ORDER', 'METHOD_NAMES', 'result_metrics', 'check_versions', 'results_table', 'table_text', 'save_figure',
            'plot_methods', 'plot_scores', 'plot_kept_by_source', 'plot_rounds', 'token_heatmap', 'format_comparisons',
-           'plot_forest', 'load_items', 'benchmark_table', 'benchmark_text', 'write_report']
+           'plot_forest', 'load_items', 'benchmark_table', 'benchmark_text', 'plot_benchmarks', 'write_report']
 
 # %% ../nbs/08_report.ipynb #dad0647c
 METHOD_ORDER = ['reference', 'full', 'random', 'rho', 'fixed', 'self_evolving']
@@ -298,6 +298,18 @@ def benchmark_text(bt:pd.DataFrame,          # a `benchmark_table`
     w = bt.assign(cell=[cell(r) for r in bt.to_dict('records')]).pivot(index='arm', columns='task', values='cell')
     w = w.reindex(index=list(dict.fromkeys(bt.arm)), columns=list(dict.fromkeys(bt.task)))
     return w.to_markdown() if fmt == 'markdown' else w.to_string()
+
+# %% ../nbs/08_report.ipynb #f6661290
+def plot_benchmarks(bt:pd.DataFrame,     # a `benchmark_table`
+                    title:str|None=None,
+                   ):                    # a matplotlib Figure
+    "Forest plot of a benchmark table: each arm − the baseline, one panel per task and `Avg`."
+    base = bt.arm[bt['diff'].isna()].iloc[0]
+    d = bt.dropna(subset=['diff'])
+    t = pd.DataFrame(dict(comparison=[f'{a} − {base}' for a in d.arm], metric=[f'{x} (points)' for x in d.task],
+                          diff=d['diff'], lo=d.lo, hi=d.hi, replicates=d.df + 1, mde=d.mde, mde_clusters=np.nan,
+                          cluster_lo=d.cluster_lo, cluster_hi=d.cluster_hi, verdict=d.verdict))
+    return plot_forest(t, title)
 
 # %% ../nbs/08_report.ipynb #3e0158b7
 def write_report(results:list, folder:str|Path, scores=None, keep=None, summary:dict|None=None,
