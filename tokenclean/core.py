@@ -92,6 +92,20 @@ class _Drop(logging.Filter):
     def __init__(self, msgs): super().__init__(); self.msgs = msgs
     def filter(self, r): return not str(r.msg).startswith(self.msgs)
 
+class _AfterImport:
+    "Import hook: call `fn` right after module `name` is first imported."
+    def __init__(self, name:str, fn): self.name, self.fn = name, fn
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name: return None
+        import importlib.machinery, sys
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None: return spec
+        run = spec.loader.exec_module
+        def exec_then_call(module): run(module); self.fn()
+        spec.loader.exec_module = exec_then_call
+        return spec
+
 def quiet(hide_bnb:bool=True): # keep `bitsandbytes` unimported until `need_bnb`
     "Turn off third-party progress bars and known warnings (run when tokenclean is imported)."
     import sys, warnings
@@ -101,13 +115,15 @@ def quiet(hide_bnb:bool=True): # keep `bitsandbytes` unimported until `need_bnb`
     for name, msgs in _KNOWN_LOGS.items():
         lg = logging.getLogger(name)
         if not any(isinstance(f, _Drop) for f in lg.filters): lg.addFilter(_Drop(msgs))
-    if 'transformers' in sys.modules: quiet_transformers()
+    if 'transformers.utils.logging' in sys.modules: quiet_transformers()
+    elif not any(isinstance(f, _AfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport('transformers.utils.logging', quiet_transformers))
     if hide_bnb and 'bitsandbytes' not in sys.modules: sys.modules['bitsandbytes'] = None  # import fails: peft skips it
 
 def quiet_transformers():
-    "No per-load progress bars from `transformers` (call after importing it)."
-    from transformers.utils import logging as tl
-    tl.disable_progress_bar()
+    "No per-load progress bars from `transformers` (run when it is imported, or at once if it is)."
+    import sys
+    sys.modules['transformers.utils.logging'].disable_progress_bar()
 
 def need_bnb():
     "Make `bitsandbytes` importable again (4-bit and 8-bit models need it)."
