@@ -604,7 +604,8 @@ def load_pool(spec:str,                # 'default', 'default:warmup', a local fi
         ss = default_pool('warmup' if spec.endswith('warmup') else 'pool', limit, on_bad_record)
     elif Path(spec).exists(): ss = load_file(spec, split=split, limit=limit, on_bad_record=on_bad_record)
     elif Path(spec).suffix.lower() in {**FORMATS, **COMPRESSIONS} or spec.startswith(('.', '/', '~')):
-        raise TokencleanError(f"{what} {spec!r} is not a file or folder here (working directory {Path.cwd()}); fix the path")
+        raise TokencleanError(f"{what} {spec!r} is not a file or folder here (working directory {Path.cwd()}); "
+                              "fix the path")
     else: ss = _hub(spec, split, limit, on_bad_record, what)
     acc = ss.account
     if skipped_file and acc['records']:
