@@ -248,11 +248,11 @@ def threshold(args)->dict:
 # ---------------------------------------------------------------------------------------------- report
 def summary(r:dict)->dict:
     "Ratios and utilisation, each from timings of this run."
-    o, pk = r['orig'], r['matmul_gflops']
-    out = dict(matmul_gflops=pk, tokens=o['tokens'], tokens_used=r['tc']['flops']['tokens_used'])
+    o, pk = r.get('orig'), r['matmul_gflops']
+    out = dict(matmul_gflops=pk)
     if 'check' in r.get('tc_bf16', {}): out['check'] = {k: r['tc_bf16']['check'][k] for k in ('precision', 'jaccard', 'reason')}
     for k in ('tc', 'tc_bf16'):
-        if k not in r or 'seconds' not in r[k]: continue
+        if o is None or k not in r or 'seconds' not in r[k]: continue
         t = r[k]; fl = t['flops']['base'] + t['flops']['ref']
         prec = t.get('precision', 'fp32')
         out[k] = dict(precision=prec, cpu_ratio=o['seconds'] / t['seconds'], wall_ratio=o['wall_seconds'] / t['wall_seconds'],

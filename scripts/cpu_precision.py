@@ -9,9 +9,10 @@ the scoring agreement check on the default pool, and where scoring's disagreemen
    matmul, so the optimizer updates fp32 master weights): tokens/s of each and the final losses.
 2. Profile: one more training step of each precision under `torch.profiler`: the ops with the most self CPU time, and
    forward / backward / optimizer seconds.
-3. Scoring: `check_precision` (the study's agreement check) on the default pool with the fp32 reference; then, on
-   a smaller seeded share (`--decomp-tokens` scored tokens), the per-token losses with the transformer body and the output head each in fp32 or bf16 (all
-   through `scoring.token_nll`), each against fp32 end to end: largest and mean |difference| of a token's loss and
+3. Scoring: `check_precision` (the study's agreement check) on the default pool with the fp32 reference (and on the
+   real-pool study's pool: its first 200 chats at max_len 192, same reference); then, on
+   a smaller seeded share (`--decomp-tokens` scored tokens), the per-token losses with the transformer body and the
+   output head each in fp32 or bf16 (all through `scoring.token_nll`), each against fp32 end to end: largest and mean |difference| of a token's loss and
    the Jaccard of the top-k kept sets (score = base − reference).
 """
 import argparse, contextlib, json, os, platform, time
@@ -89,7 +90,8 @@ def main(a):
         train_res[prec] = dict(tokens_per_s=ntok / (time.perf_counter() - t0), final_loss=h['history'][-1],
                                history=h['history'], tokens=ntok)
         refs[prec] = m
-        print(f"train {prec}: {train_res[prec]['tokens_per_s']:.1f} tokens/s, final loss {h['history'][-1]:.4f}", flush=True)
+        print(f"train {prec}: {train_res[prec]['tokens_per_s']:.1f} tokens/s, final loss {h['history'][-1]:.4f}",
+              flush=True)
     mb = sorted(warm, key=lambda r: len(r['input_ids']))[len(warm) // 2:][:8]
     for prec in ('fp32', 'bf16'):
         train_res[prec]['profile'] = profile_step(refs[prec], mb, tok.pad_token_id, prec)
@@ -98,13 +100,16 @@ def main(a):
               ', '.join(f"{o['op']} {o['share']:.0%}" for o in p['ops'][:6]), flush=True)
     res['train'] = train_res
     res['train_speedup'] = train_res['bf16']['tokens_per_s'] / train_res['fp32']['tokens_per_s']
-    res['final_loss_rel_diff'] = (train_res['bf16']['final_loss'] - train_res['fp32']['final_loss']) / train_res['fp32']['final_loss']
+    f32, f16 = train_res['fp32']['final_loss'], train_res['bf16']['final_loss']
+    res['final_loss_rel_diff'] = (f16 - f32) / f32
     # 3. scoring: the agreement check on the default pool, then the decomposition on its share
     ref = refs['fp32'].eval()
     pool = tokenize_pool(tok, load_pool('default'), a.max_len, verbose=False)
     t0 = time.perf_counter()
     res['check'] = check_precision(ref, pool, k=0.6, pad_id=tok.pad_token_id)
     res['check']['seconds'] = time.perf_counter() - t0
+    small = tokenize_pool(tok, load_pool('default', limit=200), 192, verbose=False)   # the real-pool study's pool
+    res['check_real_pool'] = check_precision(ref, small, k=0.6, pad_id=tok.pad_token_id)
     rows = [pool[i] for i in agreement_share(pool, share=0.0, min_tokens=a.decomp_tokens)]   # a smaller share
     modes = {}
     for name, (body, head) in MODES.items():
@@ -134,5 +139,6 @@ if __name__ == '__main__':
     p.add_argument('--json'); p.add_argument('--threads', type=int, default=None)
     p.add_argument('--warmup', type=int, default=24, help='warm-up chats the reference trains on')
     p.add_argument('--train-len', type=int, default=192)
-    p.add_argument('--decomp-tokens', type=int, default=1500, help='scored tokens of the share the parts are measured on'); p.add_argument('--max-len', type=int, default=2048)
+    p.add_argument('--decomp-tokens', type=int, default=1500, help='scored tokens of the share the parts are measured on')
+    p.add_argument('--max-len', type=int, default=2048)
     main(p.parse_args())

@@ -32,7 +32,7 @@ def _logits(head, x:torch.Tensor, dtype=None)->torch.Tensor:
 def token_nll(model, input_ids, attention_mask, labels, # a padded batch; labels −100 where not trained
               chunk:int=256, # positions per output-projection chunk (larger on GPUs)
               hits:bool=False, # also return whether each token is the model's top prediction
-              head_dtype=None, # dtype of the output head, e.g. `torch.float32` under bf16 autocast (None: the autocast's)
+              head_dtype=None, # the output head's dtype, e.g. `torch.float32` under bf16 autocast (None: autocast's)
              )->torch.Tensor: # NLL of each trained token, row-major (and the hits, with `hits`)
     "Negative log-likelihood of every trained token, computed only at trained positions."
     body, head, cap = lm_parts(model)
@@ -318,8 +318,9 @@ def check_precision(model, tp, # the scoring model (a `PeftModel`: base = adapte
     a, b = top_k_mask(s32, k), top_k_mask(sc, k)
     j = float((a & b).sum() / max((a | b).sum(), 1))
     use = candidate if j >= threshold else 'fp32'
-    res = dict(precision=use, candidate=candidate, jaccard=j, threshold=threshold, k=k, samples=len(rows), tokens=len(s32),
-               share=share, min_tokens=min_tokens, seed=seed, max_abs_diff=float(np.abs(s32 - sc).max(initial=0)),
+    res = dict(precision=use, candidate=candidate, jaccard=j, threshold=threshold, k=k, samples=len(rows),
+               tokens=len(s32), share=share, min_tokens=min_tokens, seed=seed,
+               max_abs_diff=float(np.abs(s32 - sc).max(initial=0)),
                compared='base - reference' if hasattr(model, 'disable_adapter') else 'loss',
                reason=f"{candidate} kept set vs fp32 on {len(rows)} samples ({len(s32):,} tokens): Jaccard {j:.4f} "
                       f"{'>=' if use == candidate else '<'} {threshold}")
@@ -334,7 +335,8 @@ def choose_precision(model, tp, root:str|Path, # model, pool and cache folder, a
     "The precision to score `tp` in: `precision` if `check_precision` passes on it (once per pool and model)."
     if precision == 'fp32': return dict(precision='fp32', reason='fp32 asked for')
     opts = {k: v for k, v in kwargs.items() if k not in ('pad_id', 'max_tokens', 'verbose')}
-    p = Path(root)/f"precision-{stable_hash(tp.key, fingerprint(model, True), fingerprint(model, False), precision, opts)}.json"
+    key = stable_hash(tp.key, fingerprint(model, True), fingerprint(model, False), precision, opts)
+    p = Path(root)/f'precision-{key}.json'
     if p.exists():
         res = load_json(p)
         if kwargs.get('verbose', True): print(f"scoring in {res['precision']}: {res['reason']} (checked before)")

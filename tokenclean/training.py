@@ -204,7 +204,8 @@ def frozen_bf16(model, on:bool=True):
     saved = []
     for m in model.modules() if on else []:
         w = getattr(m, 'weight', None)
-        if isinstance(m, torch.nn.Linear) and isinstance(w, torch.nn.Parameter) and not w.requires_grad and w.dtype == torch.float32:
+        frozen32 = isinstance(w, torch.nn.Parameter) and not w.requires_grad and w.dtype == torch.float32
+        if isinstance(m, torch.nn.Linear) and frozen32:
             saved.append((m, w))
             m.weight = torch.nn.Parameter(w.detach().to(torch.bfloat16), requires_grad=False)
     try: yield model
