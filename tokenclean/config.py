@@ -431,7 +431,8 @@ def check_data_specs(cfg:StudyConfig):
     from tokenclean.data import FORMATS, COMPRESSIONS
     for key, what in (('pool', 'pool'), ('warmup', 'warm-up set'), ('heldout_data', 'held-out set')):
         spec = getattr(cfg, key, None)
-        if not spec or spec.startswith('default') or Path(spec).expanduser().exists(): continue
+        if not isinstance(spec, str) or spec.startswith(('default', '@')) or Path(spec).expanduser().exists():
+            continue                                         # '@name': a file the study's generator writes
         local = Path(spec).suffix.lower() in {**FORMATS, **COMPRESSIONS} or spec.startswith(('.', '/', '~'))
         if local or spec.count('/') > 1:
             raise TokencleanError(f"config key '{key}': the {what} {spec!r} is not a file or folder here "
