@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #fb2111c4
 from __future__ import annotations
-import bz2, copy, glob, gzip, importlib.util, json, lzma, re
+import bz2, copy, glob, gzip, importlib.util, json, lzma, re, weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -728,13 +728,27 @@ def _special_strings(tok)->list:
     added = [t.content for t in getattr(tok, 'added_tokens_decoder', {}).values() if getattr(t, 'special', False)]
     return sorted(set(added) | set(getattr(tok, 'all_special_tokens', ())), key=len, reverse=True)
 
+_SPECIAL_RE = {}   # (id, size) of a tokenizer -> (weak reference, regex of its special strings)
+
+def _special_re(tok):
+    "A regex matching any special-token string of `tok` (None if it has none); cached per tokenizer."
+    key = (id(tok), len(tok) if hasattr(tok, '__len__') else 0)
+    hit = _SPECIAL_RE.get(key)
+    if hit and hit[0]() is tok: return hit[1]
+    strs = [t for t in _special_strings(tok) if t]
+    rx = re.compile('|'.join(map(re.escape, strs))) if strs else None
+    try: _SPECIAL_RE[key] = (weakref.ref(tok), rx)
+    except TypeError: pass                                   # not weak-referenceable: not cached
+    return rx
+
 def _check_special(tok, messages:list, sid:str):
     "A bad record if a message's text holds a special-token string (it would become a control token)."
+    rx = _special_re(tok)
     for i, m in enumerate(messages):
-        t = next((t for t in _special_strings(tok) if t and t in m['content']), None)
-        if t: raise BadRecord('special token in content', f"sample {sid}: messages[{i}].content holds {t!r}, a special "
-                              f"token of {_tok_name(tok)!r}, which would be read as a control token (a forged turn "
-                              "boundary); remove it from the text, or skip such samples (on_bad_record: skip)")
+        hit = rx.search(m['content']) if rx else None
+        if hit: raise BadRecord('special token in content', f"sample {sid}: messages[{i}].content holds {hit[0]!r}, a "
+                                f"special token of {_tok_name(tok)!r}, which would be read as a control token (a forged "
+                                "turn boundary); remove it from the text, or skip such samples (on_bad_record: skip)")
 
 # %% ../nbs/02_data.ipynb #6b09d4d6
 def tokenize_sample(tok, sample:dict, max_len:int=2048, template:str='model',
