@@ -148,7 +148,8 @@ def _str(key:str, v, eg:str):
 def _unique(key:str, v:list):
     "A clear error if the list `v` names an item twice."
     twice = sorted({str(x) for x in v if v.count(x) > 1})
-    if twice: _bad(key, f"a list without repeats ({', '.join(twice)} twice)", v, f'[{", ".join(dict.fromkeys(map(str, v)))}]')
+    once = ', '.join(dict.fromkeys(map(str, v)))
+    if twice: _bad(key, f"a list without repeats ({', '.join(twice)} twice)", v, f'[{once}]')
 
 def validate(c:StudyConfig)->StudyConfig:
     "Check every value of `c` (types, ranges, choices), reading numeric strings as numbers; raise naming key and fix."
