@@ -364,7 +364,8 @@ def _task_index()->set:
     if f.exists(): return set(load_json(f))
     from lm_eval.tasks import TaskManager
     names = sorted(TaskManager().all_tasks)
-    save_json(names, f)
+    try: save_json(names, f)
+    except OSError: pass                                     # a read-only cache: index again next time
     return set(names)
 
 def check_eval_tasks(tasks:list)->list:
