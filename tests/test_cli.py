@@ -55,7 +55,8 @@ def test_export_cleaned_dataset(tokenclean, tiny_config, tmp_path):
     assert (meta['method'], meta['rule'], meta['k'], meta['model']) == ('fixed', 'global', 0.6, 'tiny-random')
     assert meta['account']['samples'] == len(ds) and meta['account']['kept_tokens'] == sum(sum(l != -100 for l in r[1:]) for r in ds['labels'])
     card = (out/'README.md').read_text()
-    assert 'Rule **global**, k = 0.6' in card and '`tiny-random`' in card and 'pool_limit: 40' in card
+    assert 'Rule **global**, k = 0.6' in card and '`tiny-random`' in card and 'max_len: 128' in card
+    assert meta['config']['pool_limit'] == 40                      # the whole config is in tokenclean.json
     assert f"exported {len(ds)} samples" in p.stdout and "TRL's SFTTrainer drops them" in p.stdout
 
 def test_export_push_offline_is_one_clear_line(tokenclean, tiny_config, tmp_path):
