@@ -17,6 +17,11 @@ reqs = shlex.split(cfg.get('requirements', ''))
 dev_reqs = shlex.split(cfg.get('dev_requirements', ''))
 scripts = [s.strip() for s in cfg.get('console_scripts', '').split('\n') if s.strip()]
 readme = Path(__file__).parent/'README.md'
+# The presets (`tokenclean config --list`) go to <prefix>/share/tokenclean/configs, where `config.preset_dirs` looks.
+here = Path(__file__).parent
+configs = sorted({p.parent for p in (here/'configs').rglob('*.yaml')})
+data_files = [(str(Path('share/tokenclean')/d.relative_to(here)),
+               [str(p.relative_to(here)) for p in sorted(d.glob('*.yaml'))]) for d in configs]
 
 setuptools.setup(
     name=cfg['lib_name'], version=cfg['version'], description=cfg['description'],
@@ -28,7 +33,7 @@ setuptools.setup(
                 [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]],
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True, install_requires=reqs, extras_require={'dev': dev_reqs},
-    python_requires='>=' + min_python, zip_safe=False,
+    python_requires='>=' + min_python, zip_safe=False, data_files=data_files,
     long_description=readme.read_text(encoding='utf-8') if readme.exists() else '',
     long_description_content_type='text/markdown',
     entry_points={'console_scripts': scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
