@@ -72,7 +72,7 @@ def oracle_mask(kind:np.ndarray, # kind code per token (−1: none)
     return keep
 
 # %% ../nbs/04_selection.ipynb #040ac31b
-METHODS = ('global', 'per_sample', 'random', 'full', 'base_loss', 'oracle')
+METHODS = ('global', 'per_sample', 'random', 'full', 'base_loss', 'low_base_loss', 'low_ref_loss', 'oracle')
 
 @dataclass
 class Selection:
@@ -93,6 +93,8 @@ def select(sc:Scores, method:str='global', k:float=0.6, seed:int=42,
     "Apply selection `method` (one of `METHODS`) to scores `sc`."
     if method == 'global': keep = top_k_mask(sc.score, k)
     elif method == 'base_loss': keep = top_k_mask(sc.base, k)
+    elif method == 'low_base_loss': keep = top_k_mask(-sc.base, k)
+    elif method == 'low_ref_loss': keep = top_k_mask(-sc.ref, k)
     elif method == 'oracle':
         if kind is None or not prefer:
             raise TokencleanError("the 'oracle' rule needs annotated kinds (spans) and the kinds to prefer")

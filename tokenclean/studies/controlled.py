@@ -99,8 +99,9 @@ def make_splits(w:World, a:dict)->dict:
                                                                                     .sample(warm, len(warm)))]
     return dict(pool=[sample(*x) for x in pool], warmup=[sample(*x) for x in warm],
                 warmup_failure=[sample(*x) for x in fail],
-                heldout=[sample(s, False, [], sid, False) for s, _, _, sid in held] +
-                        [sample(s, True, [], f'{sid}-wrong', False) for s, _, _, sid in held[:a['greedy']]])
+                heldout=[dict(sample(s, False, [], sid, False), source=f'key:{s[0]}') for s, _, _, sid in held] +
+                        [dict(sample(s, True, [], f'{sid}-wrong', False), source=f'key:{s[0]}')
+                         for s, _, _, sid in held[:a['greedy']]])
 
 # %% ../../nbs/studies/02_controlled.ipynb #3a734db6
 def write_jsonl(samples:list, path:str|Path)->Path:

@@ -4,23 +4,21 @@
 
 # %% ../../nbs/studies/01_ground_truth.ipynb #771c3662
 from __future__ import annotations
-import json, random
+import random
 from pathlib import Path
 import numpy as np
 from ..core import *
-from ..data import render
 from ..models import fingerprint
 from ..scoring import Scores, token_losses, join_scores
-from ..selection import select, rates
-from ..config import StudyConfig, make_config
+from ..selection import select, rates, score_kinds
 from ..study import with_adapter
+from .controlled import write_jsonl
 from ..self_evolving import chunks
 from ..theory import keep_frac, kept_noise, youden, bound_full, bound_fixed, j_star, clean_beats_full
 
 # %% auto #0
-__all__ = ['CODES', 'WORDS', 'SYSTEM', 'TASK_WORDS', 'filler_words', 'make_task', 'make_sample', 'make_set', 'save_jsonl',
-           'filler_mask', 'truth', 'informative', 'subset_scores', 'misrank', 'rate_table', 'gt_config', 'fixed_rates',
-           'theory_check', 'audit_rounds']
+__all__ = ['CODES', 'WORDS', 'SYSTEM', 'TASK_WORDS', 'filler_words', 'make_task', 'make_sample', 'make_set', 'write_data',
+           'informative', 'subset_scores', 'misrank', 'rate_table', 'fixed_rates', 'theory_check', 'audit_rounds']
 
 # %% ../../nbs/studies/01_ground_truth.ipynb #5397e97b
 CODES = dict(red='seven', blue='two', green='nine', black='four', white='one', pink='six')  # the lookup rule
@@ -57,21 +55,22 @@ def make_sample(rng:random.Random, # seeded generator
                 words:list, # filler words
                 n_filler:int, # number of filler words in the response
                 sid:str, # sample id
-               )->dict: # id, source, messages, and `filler`: character spans of the filler in the response
+               )->dict: # id, source, messages; the reply's annotated spans are 'informative' or 'filler'
     "A sample whose response is `Result: <answer>. Done.` with `n_filler` words inserted at random gaps."
     prompt, ans = make_task(rng)
     pieces = ['Result:', f' {ans}.', ' Done.', '']
     gaps = [rng.randint(1, len(pieces) - 1) for _ in range(n_filler)]   # filler goes before piece j
     text, spans = '', []
+    def add(s, kind):
+        nonlocal text
+        if s: spans.append(dict(start=len(text), end=len(text) + len(s), kind=kind))
+        text += s
     for j, p in enumerate(pieces):
-        for _ in range(gaps.count(j)):
-            w = ' ' + rng.choice(words)
-            spans.append((len(text), len(text) + len(w)))
-            text += w
-        text += p
+        for _ in range(gaps.count(j)): add(' ' + rng.choice(words), 'filler')
+        add(p, 'informative')
     msgs = [dict(role='system', content=SYSTEM), dict(role='user', content=prompt),
-            dict(role='assistant', content=text)]
-    return dict(id=sid, source='groundtruth', messages=msgs, filler=spans)
+            dict(role='assistant', content=text, spans=spans)]
+    return dict(id=sid, source='groundtruth', messages=msgs)
 
 # %% ../../nbs/studies/01_ground_truth.ipynb #b88cc2ec
 def make_set(n:int, # number of samples
@@ -84,43 +83,23 @@ def make_set(n:int, # number of samples
     rng = random.Random(seed)
     return [make_sample(rng, words, rng.randint(*filler), f'{prefix}{seed}-{i:05d}') for i in range(n)]
 
-def save_jsonl(samples:list, path:str|Path)->Path:
-    "Write `samples` (id, source, messages) as a JSONL pool that `load_pool` reads."
-    with atomic_path(path) as tmp:
-        line = lambda s: json.dumps({k: s[k] for k in ('id', 'source', 'messages')}) + '\n'
-        Path(tmp).write_text(''.join(line(s) for s in samples))
-    return Path(path)
+def write_data(folder:str|Path, tok, # the data folder and the model's tokenizer (for the filler words)
+               pool:int=64, warmup:int=64, pool_seed:int=1, warmup_seed:int=2, # sizes and seeds
+               filler:tuple=(3, 7), warmup_filler:tuple=(0, 0), # filler words per response in each set
+              )->list:
+    "The study's generator: a pool and a warm-up set as JSONL files in `folder`."
+    words = filler_words(tok)
+    return [write_jsonl(make_set(pool, pool_seed, words, tuple(filler)), Path(folder)/'pool.jsonl'),
+            write_jsonl(make_set(warmup, warmup_seed, words, tuple(warmup_filler), 'wu'), Path(folder)/'warmup.jsonl')]
 
 # %% ../../nbs/studies/01_ground_truth.ipynb #a8f17ae6
-def filler_mask(tok, sample:dict, # the tokenizer and a `make_sample` sample
-                max_len:int=2048, # truncation, as in the pool
-               )->tuple: # (input ids, bool filler flag per token), both truncated to `max_len`
-    "Token ids of the rendered sample and which of them are filler."
-    text, spans = render(tok, sample['messages'], 'model', sample['id'])
-    c0 = text.index(sample['messages'][-1]['content'], spans[-1][0])    # the response in the rendered text
-    fs = [(c0 + a, c0 + b) for a, b in sample['filler']]
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-    flag = np.array([any(a < e and b > s for s, e in fs) for a, b in enc['offset_mapping']], bool)
-    return np.asarray(enc['input_ids'], np.int32)[:max_len], flag[:max_len]
-
-def truth(tok, samples:list, tp, # the tokenizer, the samples and their `TokenizedPool`
-         )->dict: # id -> bool filler flag per token position
-    "Filler flags of every tokenized pool row, checked against the pool's own token ids."
-    by_id, out = {s['id']: s for s in samples}, {}
-    for r in tp.rows:
-        ids, flag = filler_mask(tok, by_id[r['id']], tp.max_len)
-        if not np.array_equal(ids, r['input_ids']):
-            raise TokencleanError(f"sample {r['id']}: tokens differ from the pool's")
-        out[r['id']] = flag
-    return out
-
-# %% ../../nbs/studies/01_ground_truth.ipynb #aec37033
 def informative(sc:Scores, # scores of a pool (or a chunk of it)
-                flags:dict, # `truth`: id -> filler flag per token position
+                tp, # the `TokenizedPool` it was scored on (its kinds come from the annotated spans)
                )->np.ndarray: # bool per scored token, aligned with `sc`
     "Which scored (response) tokens are informative, i.e. not filler."
-    return np.concatenate([~flags[sid][sc.pos[sc.sample(i)]] for i, sid in enumerate(sc.ids)] or [np.zeros(0, bool)])
+    return score_kinds(sc, tp.rows) == tp.kinds.index('informative')
 
+# %% ../../nbs/studies/01_ground_truth.ipynb #aec37033
 def subset_scores(sc:Scores, idx:list)->Scores:
     "The scores of samples `idx` only (e.g. one chunk of the pool)."
     sl = [sc.sample(i) for i in idx]
@@ -144,18 +123,6 @@ def rate_table(rs:dict, # name -> `rates` result
     lines = [f"{'':<16}" + ''.join(f'{c:>10}' for c in cols)]
     return '\n'.join(lines + [f'{k:<16}' + ''.join(f'{float(r[c]):>10.3f}' for c in cols) for k, r in rs.items()])
 
-# %% ../../nbs/studies/01_ground_truth.ipynb #bd3725ab
-def gt_config(pool:str|Path, warmup:str|Path, # JSONL pool and warm-up set (`save_jsonl`)
-              out:str|Path, # run folder root
-              **kw, # `StudyConfig` overrides
-             )->StudyConfig:
-    "A CPU-sized study of the ground-truth sets with the packaged SmolLM2-135M-Instruct."
-    d = dict(model='smollm2-135m-instruct', pool=str(pool), warmup=str(warmup), max_len=96, k=0.6, rounds=3,
-             methods=['fixed'], seeds=[42], lora_r=16, lora_alpha=32, lora_dropout=0.0, quant=None, device='cpu',
-             train=dict(lr=2e-3, epochs=2, batch_size=8, micro_batch=8, warmup_ratio=0.03, save_every=0),
-             score_max_tokens=2048, progress=False, out=str(out))
-    return make_config(d, **kw)
-
 # %% ../../nbs/studies/01_ground_truth.ipynb #4539c7ea
 def fixed_rates(sc:Scores, # pool scores from `score_pool`
                 inf:np.ndarray, # `informative(sc, ...)`
@@ -177,8 +144,7 @@ def theory_check(r:AttrDict, # `rates` of a selection
                     wins=bool(clean_beats_full(eta, rho, k, N, delta)))
 
 # %% ../../nbs/studies/01_ground_truth.ipynb #f0be1faa
-def audit_rounds(st, seed:int, # a `Study` whose self-evolving run for `seed` is finished
-                 flags:dict, # `truth` of its pool
+def audit_rounds(st, seed:int, # a `Study` whose self-evolving run for `seed` is finished (its pool annotated)
                 )->list: # per round: `rates` of the round's selection (round 0 keeps all tokens)
     "Rebuild every self-evolving round's selection from the run folder and rate it against the truth."
     d, c, out = st.run_dir('self_evolving', seed), st.cfg, []
@@ -191,7 +157,7 @@ def audit_rounds(st, seed:int, # a `Study` whose self-evolving run for `seed` is
         else: sel = _round_selection(st, d, t, part, base, rec)
         if sel.n_kept != rec['selection']['n_kept']:
             raise TokencleanError(f'round {t}: kept count differs from the record')
-        out.append(rates(sel.keep, informative(sel.scores, flags)))
+        out.append(rates(sel.keep, informative(sel.scores, st.pool)))
     return out
 
 # %% ../../nbs/studies/01_ground_truth.ipynb #1f01d8e1
