@@ -33,9 +33,13 @@ def _convert_gguf(spec:dict, out:Path):
     "Dequantise the packaged GGUF into a plain safetensors checkpoint at `out`, checking logits match."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     quiet_transformers()
+    from unittest import mock
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     folder = _package_folder(spec)
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=spec['file'])
-    g = AutoModelForCausalLM.from_pretrained(folder, gguf_file=spec['file'], dtype=torch.float32)
+    bar = functools.partial(gguf_utils.tqdm, disable=True)         # its own bar, outside transformers' switch
+    with mock.patch.object(gguf_utils, 'tqdm', bar):
+        g = AutoModelForCausalLM.from_pretrained(folder, gguf_file=spec['file'], dtype=torch.float32)
     cfg = g.config
     if hasattr(cfg, 'quantization_config'): del cfg.quantization_config
     m = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
