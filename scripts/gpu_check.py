@@ -52,7 +52,8 @@ def check_autocast(a, precision:str)->dict:
     from tokenclean.scoring import check_token_nll, collate
     tok = load_tokenizer(MODEL)
     tp = _rows(tok, 8, 128)
-    m = _tiny(a.device)
+    m = _tiny(a.device, None if a.dry else {'bf16': 'bfloat16', 'fp16': 'float16'}[precision])  # the weights a study
+                                                                                            # loads on such a GPU
     rows = [tp[i] for i in range(4)] * a.steps                          # one batch again and again: the loss must fall
     batch = {k: v.to(a.device) for k, v in collate(rows[:4], tok.pad_token_id).items()}
     check_token_nll(m, batch, precision)                                # raises if token_nll and the model disagree
