@@ -80,6 +80,7 @@ class Timer:
 # %% ../nbs/00_core.ipynb #q7a1c002
 _KNOWN = [  # (category, message regex) of third-party warnings that say nothing to a tokenclean user
     (FutureWarning, '.*is_gradient_checkpointing.*'),           # peft asks transformers a deprecated question
+    (UserWarning, r'.*Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`.*'),  # a skipped step
 ]
 _QUIET_LOGGERS = ('bitsandbytes.backends.cpu.ops', 'kernels')   # their only messages: the CPU kernel fetch
 _KNOWN_LOGS = {  # logger -> messages it logs that say nothing to a tokenclean user (tokenclean passes a model object)
