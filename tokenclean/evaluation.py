@@ -12,17 +12,11 @@ from .eval_tasks import *
 from .tydiqa import *
 
 # %% auto #0
-__all__ = ['task_spec', 'eval_items', 'evaluate', 'result_key', 'save_result', 'ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS',
-           'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES', 'asset_folder', 'write_task',
+__all__ = ['task_spec', 'gold_logprob', 'eval_items', 'evaluate', 'result_key', 'save_result', 'ONLINE_TASKS', 'PAPER_TASKS',
+           'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES', 'asset_folder', 'write_task',
            'build_offline_task', 'normalize_answer', 'squad_f1', 'squad_em', 'tydiqa_f1', 'load_tydiqa',
            'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1', 'tydiqa_agg_em',
            'build_tydiqa_task']
-
-# %% ../nbs/07_evaluation.ipynb #b3a1461c
-# the task helpers other code imports from here
-from .eval_tasks import (_olmo, _arc_docs, _boolq_docs, _hs_clean, _hellaswag_docs,  # noqa: F401
-                                   _mmlu_q, _mmlu_docs, _LOGIQA, _logiqa_docs, _subsample)
-from .tydiqa import _answers, _rows, _truncate, _by_lang, _TYDIQA_UTILS  # noqa: F401
 
 # %% ../nbs/07_evaluation.ipynb #9b4dc841
 _all_ = ['ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES',
@@ -133,6 +127,19 @@ def _number(v)->float|None:
     try: return float(v)
     except (TypeError, ValueError): return None
 
+def _answer(args, i:int)->str:
+    "The continuation (answer text) of request `i` in a logged sample's `arguments` (a list or lm-eval's dict)."
+    a = list(args.values())[i] if isinstance(args, dict) else args[i]
+    return a['arg_1'] if isinstance(a, dict) else a[1]
+
+def gold_logprob(x:dict)->dict:
+    "A multiple-choice sample's gold-answer log-probability, raw and per character (as `acc_norm` divides); else {}."
+    try:
+        g = int(x['target'])
+        ll = float(x['filtered_resps'][g][0])
+        return dict(gold_logprob=ll, gold_logprob_norm=ll / max(len(_answer(x['arguments'], g)), 1))
+    except (KeyError, TypeError, ValueError, IndexError): return {}
+
 def eval_items(r:dict,              # `simple_evaluate` output with `samples`
                  specs:list,          # the task specs evaluated (`task_spec`)
                  meta:dict|None=None, # the run: method (arm), seed, experiment or data, reference
@@ -145,9 +152,10 @@ def eval_items(r:dict,              # `simple_evaluate` output with `samples`
         for leaf in _leaves(r, s['task']):
             for x in r.get('samples', {}).get(leaf, []):
                 flt = x.get('filter', 'none')
-                for m in x.get('metrics', []):
-                    if (v := _number(x.get(m))) is None: continue
-                    rows.append(dict(run, item=x['doc_id'], metric=m if flt == 'none' else f'{m},{flt}', value=v,
+                vals = {m if flt == 'none' else f'{m},{flt}': _number(x.get(m)) for m in x.get('metrics', [])}
+                for m, v in {**vals, **gold_logprob(x)}.items():
+                    if v is None: continue
+                    rows.append(dict(run, item=x['doc_id'], metric=m, value=v,
                                      cluster=s['name'] if leaf == s['task'] else leaf, task=s['name']))
     return rows
 

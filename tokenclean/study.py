@@ -165,7 +165,7 @@ def _save_config(st:Study, d:Path, **extra)->Path:
 
 # %% ../nbs/06c_study.ipynb #076c0f9c
 def _losses(st:Study, model, tp:TokenizedPool, adapter:bool, desc:str):
-    "Losses of `model` on `tp`: in the plan's precision where `choose_precision` finds it keeps fp32's tokens, else fp32."
+    "Losses of `model` on `tp`: in the plan's precision where `choose_precision` finds it keeps fp32's kept set."
     from tokenclean.scoring import choose_precision
     c, cache, pad = st.cfg, st.path('cache'), st.tok.pad_token_id
     chk = choose_precision(model, tp, cache, st.plan['precision'], k=c.k, pad_id=pad, max_tokens=c.score_max_tokens,
@@ -195,20 +195,22 @@ def _item_metrics(r:dict, loss:np.ndarray, hit:np.ndarray, kind:np.ndarray|None,
         if 'span_exact' in metrics: yield f'span_exact:{name}', float(hit[on].all())
 
 def heldout_items(st:Study, m, arm:str, seed:int)->list:
-    "Rows (`RESULT_COLUMNS`) of the study's held-out `metrics` for model `m`, one per sample and metric."
+    "Rows (`RESULT_COLUMNS`, + `cluster`: the sample's source) of the held-out `metrics` of `m`, per sample and metric."
     ls, c = heldout_losses(st, m), st.cfg
     out = []
     for r in st.heldout.rows:
         pos, _, loss, hit = ls[r['id']]
         kind = np.asarray(r['kind'])[pos] if 'kind' in r else None
-        out += [(c.experiment, arm, seed, r['id'], k, v)   # RESULT_COLUMNS
+        cl = (r['source'],) if c.item_cluster == 'source' else ()
+        out += [(c.experiment, arm, seed, r['id'], k, v, *cl)   # RESULT_COLUMNS (+ cluster)
                 for k, v in _item_metrics(r, loss, hit, kind, st.heldout.kinds, c.metrics)]
     return out
 
 def finish_run(st:Study, d:Path, m, method:str, seed:int, extra:dict)->dict:
     "Evaluate `m`, write `results.json` and the per-item `items.csv` in `d` (on the main process), return the result."
     import pandas as pd
-    items = pd.DataFrame(heldout_items(st, m, method, None if method in SEEDLESS else seed), columns=RESULT_COLUMNS)
+    cols = RESULT_COLUMNS + (['cluster'] if st.cfg.item_cluster == 'source' else [])
+    items = pd.DataFrame(heldout_items(st, m, method, None if method in SEEDLESS else seed), columns=cols)
     res = dict(model=st.cfg.model, experiment=st.cfg.experiment, method=method, seed=seed, k=st.k(method),
                data=st.cfg.pool, pool_key=st.pool.key, run=d.name, heldout_loss=heldout_loss(st, m),
                metrics={k: float(v) for k, v in items.groupby('metric')['value'].mean().items()}, **extra)
