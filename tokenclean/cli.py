@@ -9,15 +9,19 @@ from dataclasses import asdict
 from pathlib import Path
 from .core import *
 from .config import *
-from .pipelines import *
+from .pipelines import run_method, run_study, needs_scores, study_comparisons
+from .config import _yaml
+from .study import Study
+from .stages import warmup_reference, score_pool
+from .selection import METHODS
 from .models import is_main
 from .training import TrainConfig
 from .export import export_cleaned, export_meta
 
 # %% auto #0
-__all__ = ['SELECT_METHODS', 'builtin_configs', 'config_yaml', 'write_configs', 'parse_sets', 'resolve_config', 'source_docs',
-           'field_docs', 'settings_help', 'select_rule', 'cmd_config', 'cmd_warmup', 'cmd_score', 'cmd_select',
-           'cmd_train', 'cmd_export', 'cmd_study', 'parser', 'run_command', 'main']
+__all__ = ['SELECT_METHODS', 'DEMO', 'builtin_configs', 'config_yaml', 'write_configs', 'parse_sets', 'resolve_config',
+           'source_docs', 'field_docs', 'settings_help', 'select_rule', 'cmd_config', 'cmd_warmup', 'cmd_score',
+           'cmd_select', 'cmd_train', 'cmd_export', 'cmd_study', 'cmd_demo', 'parser', 'run_command', 'main']
 
 # %% ../nbs/09_cli.ipynb #977e34e1
 def builtin_configs()->dict:
@@ -42,16 +46,6 @@ def write_configs(folder:str|Path)->list:
     return out
 
 # %% ../nbs/09_cli.ipynb #ea9d5579
-def _yaml(s:str, where:str):
-    "`s` parsed as YAML, or a `TokencleanError` naming `where` and the line."
-    import yaml
-    try: return yaml.safe_load(s)
-    except yaml.YAMLError as e:
-        mark = getattr(e, 'problem_mark', None)
-        line = f' at line {mark.line + 1}' if mark else ''
-        why = getattr(e, 'problem', None) or e
-        raise TokencleanError(f"{where}: not valid YAML{line} ({why}); fix the value") from None
-
 def parse_sets(sets:list)->dict:
     "`key=value` strings (YAML values, dotted keys for nested blocks) as a dict."
     out = {}
@@ -70,23 +64,9 @@ def _value(v:str, where:str='--set'):
     except ValueError: return x
 
 # %% ../nbs/09_cli.ipynb #a4c1e2f0
-def _read_config(path:Path)->dict:
-    "The dict of a YAML config file, with clear errors."
-    try: text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise TokencleanError(f"config {path}: cannot be read ({e}); pass a YAML file") from None
-    d = _yaml(text, f'config {path}') or {}
-    if not isinstance(d, dict):
-        raise TokencleanError(f"config {path}: expected a mapping of settings, got {type(d).__name__}")
-    return d
-
 def resolve_config(config:str|None, sets:list|None=None)->StudyConfig:
-    "The `StudyConfig` of a `--config` value (path or built-in name, default 'cpu') and `--set` overrides."
-    config, bc = config or 'cpu', builtin_configs()
-    if config in bc: d = dict(bc[config])
-    elif Path(config).is_file(): d = _read_config(Path(config))
-    else: raise TokencleanError(f"config {config!r} is neither a file nor a built-in config{closest(config, bc)} "
-                                f"({', '.join(bc)})")
+    "The `StudyConfig` of a `--config` value (a YAML file or a preset, default 'cpu') and `--set` overrides."
+    d = read_config(config or 'cpu')
     over = parse_sets(sets)
     if 'train' in over: over['train'] = {**d.get('train', {}), **over['train']}
     return make_config({**d, **over})
@@ -150,7 +130,7 @@ def settings_help()->str:
                       *_settings_lines(TrainConfig, cpu.get('train', {}), 'train.', w=w)])
 
 # %% ../nbs/09_cli.ipynb #d7e8f9a0
-SELECT_METHODS = ('fixed', 'rho', 'random', 'full', 'global', 'per_sample')
+SELECT_METHODS = tuple(METHOD_RULE) + tuple(r for r in METHODS if r not in METHOD_RULE)  # methods, then rules
 
 def select_rule(method:str)->str:
     "The selection rule of a study method ('fixed' → 'global', 'rho' → 'per_sample') or of a rule."
@@ -209,17 +189,24 @@ def cmd_export(a):
 
 def cmd_study(a):
     "Run (or resume) the whole study, then write its table and figures."
-    from tokenclean.report import write_report
-    from tokenclean.selection import select, summarise
+    from tokenclean.report import write_report, format_comparisons
+    from tokenclean.selection import select, summarise, reference_check
     cfg = preflight(resolve_config(a.config, a.set))      # eval tasks, LoRA targets, files, out: before any model
     with Timer() as t: results = run_study(cfg)
     if not is_main(): return                              # one report, from the main process
     st = Study(cfg)
-    sc = score_pool(st) if set(cfg.methods) - {'self_evolving'} else None
+    sc = score_pool(st) if needs_scores(cfg.methods) else None
     sel = select(sc, 'global', cfg.k) if sc is not None else None
+    comp = study_comparisons(st, results)
     md = write_report(results, st.root, sc.score if sc is not None else None, sel.keep if sel else None,
-                      summarise(sel) if sel else None)
+                      summarise(sel) if sel else None, comp)
     print(md)
+    if sc is not None:
+        chk = reference_check(sc, cfg.k)
+        print(f"\nreference vs base: Spearman of token losses {chk['spearman']:.3f}, median score "
+              f"{chk['median_score']:+.3f} nats; top-k by base loss alone keeps {chk['overlap_top_base']:.1%} "
+              "of the kept set")
+    if comp is not None: print(f"\n{format_comparisons(comp)}")
     print(f"\nstudy finished in {t.s/60:.1f} min; results, table and figures in {st.root}")
 
 # %% ../nbs/09_cli.ipynb #4fb37dac
@@ -240,6 +227,17 @@ def _subcommand(sub, name:str, fn, epilog:str):
     return p
 
 # %% ../nbs/09_cli.ipynb #f3e4d5c6
+DEMO = ('studies/default_job', 'studies/default_job_controlled')   # the presets `tokenclean demo` runs, in order
+
+def cmd_demo(a):
+    "Run the default job (the same as `bash scripts/run.sh study`): the `DEMO` study presets, into folder OUT."
+    set_threads(a.threads or 1)
+    with Timer() as t:
+        for name in DEMO:
+            print(f'\n== {name}')
+            cmd_study(argparse.Namespace(config=name, set=[f'out={a.out}'] + list(a.set or [])))
+    print(f"\ndefault job finished in {t.s/60:.1f} min; per-item results: items-*.csv in each study's folder")
+
 def parser()->argparse.ArgumentParser:
     "The `tokenclean` argument parser."
     from tokenclean import __version__
@@ -260,6 +258,12 @@ def parser()->argparse.ArgumentParser:
             p.add_argument('--push-to-hub', metavar='REPO',
                            help='also upload it to this Hub dataset repo, e.g. me/ds2-cleaned')
             p.add_argument('--public', action='store_true', help='make a new Hub repo public (default: private)')
+    p = sub.add_parser('demo', help=cmd_demo.__doc__, description=cmd_demo.__doc__)
+    p.add_argument('out', nargs='?', default='runs', help='output folder (default: runs)')
+    p.add_argument('--set', '-s', action='append', metavar='KEY=VALUE', help='override one setting of both studies')
+    p.add_argument('--threads', type=int, metavar='N', help='PyTorch threads (default: 1, as run.sh)')
+    p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
+    p.set_defaults(fn=cmd_demo)
     return P
 
 # %% ../nbs/09_cli.ipynb #c8d9e0f1

@@ -12,15 +12,20 @@ from .models import pick_device, LORA_TARGETS
 from .training import TrainConfig
 
 # %% auto #0
-__all__ = ['PAPER_METHODS', 'ALL_METHODS', 'MIN_LEN', 'PAPER', 'PAPER_MODELS', 'CPU_DEFAULT', 'CPU_PRECISION', 'GPU_TFLOPS',
-           'NOT_IN_KEY', 'StudyConfig', 'make_config', 'load_config', 'validate', 'model_config', 'model_shape',
-           'train_memory_gb', 'memory_plan', 'resolve_precision', 'plan_study', 'format_plan', 'stage_hours',
-           'time_plan', 'slug', 'config_key', 'resolved_quant', 'check_eval_tasks', 'check_lora_targets', 'check_out',
-           'check_data_specs', 'preflight']
+__all__ = ['PAPER_METHODS', 'METHOD_RULE', 'ALL_METHODS', 'METRICS', 'MIN_LEN', 'PAPER', 'PAPER_MODELS', 'CPU_DEFAULT',
+           'CPU_PRECISION', 'GPU_TFLOPS', 'NOT_IN_KEY', 'StudyConfig', 'make_config', 'load_config', 'preset_dirs',
+           'presets', 'read_config', 'validate', 'model_config', 'model_shape', 'train_memory_gb', 'memory_plan',
+           'cpu_bf16', 'resolve_precision', 'plan_study', 'format_plan', 'stage_hours', 'time_plan', 'slug',
+           'config_key', 'resolved_quant', 'check_eval_tasks', 'check_lora_targets', 'check_out', 'check_data_specs',
+           'preflight']
 
 # %% ../nbs/06a_config.ipynb #6118aa2f
 PAPER_METHODS = ('full', 'random', 'rho', 'fixed', 'self_evolving')   # the paper's table, the default
-ALL_METHODS = PAPER_METHODS + ('self_evolving_control',)
+METHOD_RULE = dict(full='full', random='random', rho='per_sample', fixed='global', oracle='oracle',
+                   base_loss='base_loss', low_base_loss='low_base_loss', low_ref_loss='low_ref_loss')   # the selection rule of each method that selects once from pool scores
+ALL_METHODS = PAPER_METHODS + ('self_evolving_control', 'oracle', 'base_loss', 'low_base_loss', 'low_ref_loss', 'base',
+                                'reference')
+METRICS = ('response_nll', 'span_nll', 'span_exact')   # held-out metrics per item (the study notebook)
 
 @dataclass
 class StudyConfig:
@@ -33,6 +38,14 @@ class StudyConfig:
     warmup_epochs:int|None=None        # epochs of the warm-up (reference) training; None: train.epochs
     warmup_lr:float|None=None          # learning rate of the warm-up training; None: train.lr
     heldout:int=0                      # pool samples held out (by id hash) for the held-out loss
+    heldout_data:str|None=None         # a held-out set of its own (file or Hub id) instead of `heldout` pool samples
+    metrics:list=field(default_factory=lambda: ['response_nll'])  # held-out metrics per item, of METRICS
+    experiment:str='study'             # the study's name in its long-format results
+    item_cluster:str='item'            # the item clusters of the held-out set: 'item' (none) or 'source' (its field)
+    generator:str|None=None            # 'module:function' writing the study's data; '@name' specs name its files
+    generator_args:dict=field(default_factory=dict)  # keyword arguments of `generator`
+    oracle_kinds:list=field(default_factory=list)    # 'oracle' keeps tokens of these annotated kinds first, in order
+    comparisons:list=field(default_factory=list)     # [arm, baseline] pairs compared on every metric after the study
     on_bad_record:str='error'          # a malformed record: 'error' (stop, naming it) or 'skip' (count it)
     max_len:int=2048                   # tokens per sample (truncation)
     template:str='model'               # 'model' (its chat template) or 'tulu' (the paper's format)
@@ -52,6 +65,7 @@ class StudyConfig:
     lora_alpha:int=16                  # LoRA scaling (alpha)
     lora_dropout:float=0.1             # LoRA dropout
     lora_targets:list|None=None        # LoRA modules; default: the 7 attention and MLP projections (else all linear)
+    lora_layers:int|None=None          # LoRA only on the projections of the top n decoder layers (None: every layer)
     train:dict=field(default_factory=dict)  # TrainConfig overrides, e.g. {lr: 1e-4, batch_size: 48}
     score_max_tokens:int=8192          # padded tokens per scoring batch
     shard_size:int=256                 # samples per resumable score shard
@@ -74,15 +88,56 @@ def make_config(d:dict|None=None, **overrides)->StudyConfig:
     if isinstance(d.get('train'), dict): _check_keys(d['train'], TrainConfig, 'train')
     return StudyConfig(**d)
 
-def load_config(path:str|Path|None=None, **overrides)->StudyConfig:
-    "A `StudyConfig` from a YAML file (or the defaults) plus overrides."
+def load_config(path:str|Path|None=None, # a YAML file or a preset name (`presets`); None: the defaults
+                **overrides)->StudyConfig:
+    "A `StudyConfig` from a YAML file or preset (or the defaults) plus overrides."
+    return make_config(read_config(path) if path else {}, **overrides)
+
+# %% ../nbs/06a_config.ipynb #144b67fb
+def preset_dirs()->list:
+    "The folders holding the preset configs: the checkout's `configs/`, then the installed copy."
+    import importlib.util, sys
+    here = Path(importlib.util.find_spec('tokenclean').origin).parents[1]/'configs'
+    return [p for p in (here, Path(sys.prefix)/'share'/'tokenclean'/'configs') if p.is_dir()]
+
+def presets()->dict:
+    "Name → YAML file of every preset ('cpu', 'paper-llama-3.2-3b', 'studies/controlled', ...)."
+    out = {}
+    for d in preset_dirs():
+        for p in sorted(d.rglob('*.yaml')): out.setdefault(p.relative_to(d).with_suffix('').as_posix(), p)
+    return out
+
+def _yaml(s:str, where:str):
+    "`s` parsed as YAML, or a `TokencleanError` naming `where` and the line."
     import yaml
-    d = yaml.safe_load(Path(path).read_text()) or {} if path else {}
-    return make_config(d, **overrides)
+    try: return yaml.safe_load(s)
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        line = f' at line {mark.line + 1}' if mark else ''
+        why = getattr(e, 'problem', None) or e
+        raise TokencleanError(f"{where}: not valid YAML{line} ({why}); fix the value") from None
+
+def read_config(path:str|Path)->dict:
+    "The settings of a YAML config file or preset name, with `extends: NAME` resolved; clear errors."
+    ps = presets()
+    p = Path(path) if Path(path).is_file() else ps.get(str(path))
+    if p is None:
+        raise TokencleanError(f"config {str(path)!r} is neither a file nor a preset{closest(str(path), ps)} "
+                              f"({', '.join(ps)})")
+    try: text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise TokencleanError(f"config {p}: cannot be read ({e}); pass a YAML file") from None
+    d = _yaml(text, f'config {p}') or {}
+    if not isinstance(d, dict):
+        raise TokencleanError(f"config {p}: expected a mapping of settings, got {type(d).__name__}")
+    if 'extends' not in d: return d
+    base = read_config(d.pop('extends'))
+    return {**base, **d, **({'train': {**base.get('train', {}), **d['train']}} if 'train' in d else {})}
 
 # %% ../nbs/06a_config.ipynb #d75a943f
 MIN_LEN = 16   # the shortest max_len that holds a prompt header and a response token
-_CHOICES = dict(template=('model', 'tulu'), on_bad_record=('error', 'skip'), first_reference=('chunk0', 'warmup'),
+_CHOICES = dict(item_cluster=('item', 'source'), template=('model', 'tulu'), on_bad_record=('error', 'skip'),
+                first_reference=('chunk0', 'warmup'),
                 quant=('auto', '4bit', '8bit', None), precision=('auto', 'bf16', 'fp16', 'fp32'),
                 dtype=(None, 'float32', 'bfloat16', 'float16'))
 
@@ -141,6 +196,12 @@ def _check_train(t:dict)->dict:
     return t
 
 # %% ../nbs/06a_config.ipynb #68754417
+def _pair(p)->list:
+    "One `comparisons` entry: [arm, baseline], two different methods."
+    if not (isinstance(p, (list, tuple)) and len(p) == 2 and p[0] != p[1]):
+        _bad('comparisons', 'pairs [arm, baseline]', p, '[fixed, full]')
+    return [_choice('comparisons', m, ALL_METHODS) for m in p]
+
 def _str(key:str, v, eg:str):
     if not isinstance(v, str) or not v: _bad(key, 'a non-empty string', v, eg)
     return v
@@ -183,6 +244,21 @@ def validate(c:StudyConfig)->StudyConfig:
     _unique('seeds', c.seeds)
     c.eval_tasks = _list('eval_tasks', c.eval_tasks, f'[{c.eval_tasks}]', lambda t: _str('eval_tasks', t, 'boolq'))
     if c.lora_targets is not None: c.lora_targets = _list('lora_targets', c.lora_targets, '[q_proj, v_proj]')
+    c.lora_layers = _number('lora_layers', c.lora_layers, 10, lo=1, integer=True, none=True)
+    if c.heldout_data is not None:
+        _str('heldout_data', c.heldout_data, 'heldout.jsonl')
+        if c.heldout: _bad('heldout', '0 when heldout_data names a held-out set', c.heldout, 0)
+    if c.lora_layers and c.lora_targets:
+        _bad('lora_layers', 'null when lora_targets names the modules', c.lora_layers, 'null')
+    c.metrics = _list('metrics', c.metrics, '[response_nll]', lambda m: _choice('metrics', m, METRICS))
+    _str('experiment', c.experiment, 'controlled')
+    if c.generator is not None and not re.fullmatch(r'[\w.]+:\w+', str(c.generator)):
+        _bad('generator', "'module:function'", c.generator, 'mypackage.data:write_splits')
+    if not isinstance(c.generator_args, dict): _bad('generator_args', 'a mapping', c.generator_args, '{n_keys: 12}')
+    c.oracle_kinds = _list('oracle_kinds', c.oracle_kinds, '[informative]', lambda s: _str('oracle_kinds', s, 'x'))
+    c.comparisons = _list('comparisons', c.comparisons, '[[fixed, full]]', _pair)
+    if 'oracle' in c.methods and not c.oracle_kinds:
+        _bad('oracle_kinds', "a non-empty list with method 'oracle'", c.oracle_kinds, '[informative]')
     c.train = _check_train(c.train)
     return c
 
@@ -266,7 +342,13 @@ def memory_plan(model, gpu_gb:float, # a config, name or `model_shape`; the memo
                 hint=f'lower max_len (now {max_len}) or use a larger GPU')
 
 # %% ../nbs/06a_config.ipynb #18b59e4c
-CPU_PRECISION = 'fp32'   # the CPU default of precision='auto'; measured in the training notebook
+CPU_PRECISION = 'native'   # precision='auto' on a CPU: 'native' = bf16 where the CPU has it natively, else fp32
+
+def cpu_bf16()->bool:
+    "Whether this CPU computes bf16 natively (avx512_bf16 or AMX tiles)."
+    import torch
+    has = lambda f: bool(getattr(torch.cpu, f, lambda: False)())
+    return has('_is_avx512_bf16_supported') or has('_is_amx_tile_supported')
 
 def resolve_precision(precision:str, device:str)->str:
     "'bf16', 'fp16' or 'fp32' for `precision` on `device`: bf16 where native, else fp16 (loss-scaled) on CUDA."
@@ -274,8 +356,9 @@ def resolve_precision(precision:str, device:str)->str:
         import torch
         native = torch.cuda.is_bf16_supported(including_emulation=False)
         return ('bf16' if native else 'fp16') if precision in ('auto', 'bf16') else precision
-    if precision == 'auto': return CPU_PRECISION if device == 'cpu' else 'fp32'
-    return precision
+    if precision == 'auto' and device == 'cpu':
+        return ('bf16' if cpu_bf16() else 'fp32') if CPU_PRECISION == 'native' else CPU_PRECISION
+    return 'fp32' if precision == 'auto' else precision
 
 # %% ../nbs/06a_config.ipynb #c2d0e079
 def _gpu_gb(device:str)->float:
@@ -343,7 +426,7 @@ def slug(s:str)->str:
     return re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('_') or 'x'
 
 NOT_IN_KEY = ('methods', 'seeds', 'progress', 'out', 'device', 'score_max_tokens', 'shard_size', 'gpu_gb',
-              'on_bad_record')
+              'on_bad_record', 'comparisons')
 
 def config_key(cfg:StudyConfig, plan:dict|None=None)->str:
     "A short hash of every setting that can change a trained model or its results (with the resolved `plan`)."
@@ -355,7 +438,7 @@ def resolved_quant(cfg:StudyConfig)->str|None:
     "The quantisation `cfg` runs with (`quant='auto'` resolved by `plan_study`)."
     return plan_study(cfg)['quant'] if cfg.quant == 'auto' else cfg.quant
 
-# %% ../nbs/06a_config.ipynb #7414018d
+# %% ../nbs/06a_config.ipynb #9222a240
 def _task_index()->set:
     "Every task, group and tag name in lm-eval's index (built once per lm-eval version, then cached)."
     import lm_eval
@@ -380,7 +463,7 @@ def check_eval_tasks(tasks:list)->list:
                               f"task{hint}; offline: {', '.join(OFFLINE_TASKS)}; paper: {', '.join(ONLINE_TASKS)}")
     return tasks
 
-# %% ../nbs/06a_config.ipynb #6d98d32c
+# %% ../nbs/06a_config.ipynb #ade12ccf
 def check_lora_targets(cfg:StudyConfig, config=None)->list|None:
     "`cfg.lora_targets` and `cfg.lora_layers` checked against the module names of the model (on the meta device)."
     layers = getattr(cfg, 'lora_layers', None)
@@ -399,7 +482,7 @@ def check_lora_targets(cfg:StudyConfig, config=None)->list|None:
     if layers is not None and layers > L: _bad('lora_layers', f'at most the {L} layers of {cfg.model}', layers, L)
     return cfg.lora_targets
 
-# %% ../nbs/06a_config.ipynb #53e87e1b
+# %% ../nbs/06a_config.ipynb #78f21d0e
 def _os_why(e:OSError)->str:
     "What an `OSError` means for a folder we must write to."
     import errno
@@ -427,7 +510,7 @@ def check_out(out:str|Path, probe_bytes:int=2**20)->Path:
                               "--set out=runs") from None
     return p
 
-# %% ../nbs/06a_config.ipynb #20aa8db8
+# %% ../nbs/06a_config.ipynb #25ff6023
 def check_data_specs(cfg:StudyConfig):
     "A clear error, naming the setting, if a pool, warm-up or held-out spec that names a local file does not exist."
     from tokenclean.data import FORMATS, COMPRESSIONS

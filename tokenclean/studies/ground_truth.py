@@ -96,8 +96,8 @@ def write_data(folder:str|Path, tok, # the data folder and the model's tokenizer
 def informative(sc:Scores, # scores of a pool (or a chunk of it)
                 tp, # the `TokenizedPool` it was scored on (its kinds come from the annotated spans)
                )->np.ndarray: # bool per scored token, aligned with `sc`
-    "Which scored (response) tokens are informative, i.e. not filler."
-    return score_kinds(sc, tp.rows) == tp.kinds.index('informative')
+    "Which scored (response) tokens are informative, i.e. not filler (the end-of-turn token has no span: informative)."
+    return score_kinds(sc, tp.rows) != tp.kinds.index('filler')
 
 # %% ../../nbs/studies/01_ground_truth.ipynb #aec37033
 def subset_scores(sc:Scores, idx:list)->Scores:
