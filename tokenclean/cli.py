@@ -19,31 +19,24 @@ from .training import TrainConfig
 from .export import export_cleaned, export_meta
 
 # %% auto #0
-__all__ = ['SELECT_METHODS', 'DEMO', 'builtin_configs', 'config_yaml', 'write_configs', 'parse_sets', 'resolve_config',
-           'source_docs', 'field_docs', 'settings_help', 'select_rule', 'cmd_config', 'cmd_warmup', 'cmd_score',
-           'cmd_select', 'cmd_train', 'cmd_export', 'cmd_study', 'cmd_demo', 'parser', 'run_command', 'main']
+__all__ = ['SELECT_METHODS', 'DEMO', 'config_yaml', 'preset_lines', 'parse_sets', 'resolve_config', 'source_docs', 'field_docs',
+           'settings_help', 'select_rule', 'cmd_config', 'cmd_warmup', 'cmd_score', 'cmd_select', 'cmd_train',
+           'cmd_export', 'cmd_study', 'cmd_demo', 'parser', 'run_command', 'main']
 
 # %% ../nbs/09_cli.ipynb #977e34e1
-def builtin_configs()->dict:
-    "Name → config dict of every built-in config."
-    out = {'cpu': CPU_DEFAULT}
-    for name, hub in PAPER_MODELS.items(): out[f'paper-{name}'] = dict(PAPER, model=hub)
-    return out
-
 def config_yaml(d:dict)->str:
     "A config dict as YAML."
     import yaml
     return yaml.safe_dump(d, sort_keys=False)
 
-def write_configs(folder:str|Path)->list:
-    "Write every built-in config as `<name>.yaml` into `folder`."
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for n, d in builtin_configs().items():
-        (folder/f'{n}.yaml').write_text(config_yaml(d))
-        out.append(folder/f'{n}.yaml')
-    return out
+def preset_lines()->list:
+    "One line per preset (`tokenclean config --list`): its name and what its file's first comment says."
+    def about(p):
+        first = next((l for l in p.read_text().splitlines() if l.startswith('#')), '#')
+        return first.lstrip('# ').strip()
+    ps = presets()
+    w = max(map(len, ps)) + 2
+    return [f'{n:<{w}}{about(p)}' for n, p in ps.items()]
 
 # %% ../nbs/09_cli.ipynb #ea9d5579
 def parse_sets(sets:list)->dict:
@@ -122,7 +115,7 @@ def _settings_lines(cls, base:dict, prefix:str='', w:int=22)->list:
 # %% ../nbs/09_cli.ipynb #a9b8c7d6
 def settings_help()->str:
     "The settings part of every subcommand's `--help`, generated from `StudyConfig` and `TrainConfig`."
-    cpu = builtin_configs()['cpu']
+    cpu = read_config('cpu')
     w = max(len(f.name) for f in dataclasses.fields(TrainConfig)) + len('train.') + 1
     head = "settings (--set KEY=VALUE, values in YAML; default, what it does; the cpu config's value where it differs):"
     return '\n'.join([head,
@@ -141,8 +134,8 @@ def select_rule(method:str)->str:
 
 # %% ../nbs/09_cli.ipynb #118daca4
 def cmd_config(a):
-    "Print the resolved config as YAML."
-    print(config_yaml(asdict(resolve_config(a.config, a.set))))
+    "Print the resolved config as YAML (or, with `--list`, the presets)."
+    print('\n'.join(preset_lines()) if a.list else config_yaml(asdict(resolve_config(a.config, a.set))))
 
 def cmd_warmup(a):
     "Train (or reuse) the warm-up reference adapter."
@@ -250,6 +243,7 @@ def parser()->argparse.ArgumentParser:
         if name in ('select', 'export'):
             p.add_argument('--method', default='fixed', choices=SELECT_METHODS,
                            help='study method or selection rule (default: fixed)')
+        if name == 'config': p.add_argument('--list', action='store_true', help='list the preset configs')
         if name == 'train':
             p.add_argument('--method', required=True, choices=ALL_METHODS)
             p.add_argument('--seed', type=int)

@@ -747,8 +747,9 @@ def _check_special(tok, messages:list, sid:str):
     for i, m in enumerate(messages):
         hit = rx.search(m['content']) if rx else None
         if hit: raise BadRecord('special token in content', f"sample {sid}: messages[{i}].content holds {hit[0]!r}, a "
-                                f"special token of {_tok_name(tok)!r}, which would be read as a control token (a forged "
-                                "turn boundary); remove it from the text, or skip such samples (on_bad_record: skip)")
+                                f"special token of {_tok_name(tok)!r}, which would be read as a control token (a "
+                                "forged turn boundary); remove it from the text, or skip such samples "
+                                "(on_bad_record: skip)")
 
 # %% ../nbs/02_data.ipynb #6b09d4d6
 def tokenize_sample(tok, sample:dict, max_len:int=2048, template:str='model',

@@ -34,8 +34,8 @@ def run_method(st:Study, method:str, seed:int, sc:Scores|None)->dict:
     return train_method(st, method, seed, sc)
 
 def run_study(cfg:StudyConfig)->list:
-    "Run (or resume) every stage of the study `cfg`; returns the result of every run."
-    st = Study(cfg)
+    "Run (or resume) every stage of the study `cfg` (checked by `preflight` before any model loads); every result."
+    st = Study(preflight(cfg))
     results = [reference_result(st)] + ([base_result(st)] if 'base' in cfg.methods else [])
     sc = score_pool(st) if needs_scores(cfg.methods) else None
     results += [run_method(st, method, seed, sc) for seed in cfg.seeds for method in cfg.methods

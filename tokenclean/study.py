@@ -44,8 +44,8 @@ class Study:
         c = self.cfg
         return tokenize_pool(self.tok, samples, c.max_len, c.template, verbose=c.progress)
 
-    def _load(self, spec:str, limit:int|None)->list:
-        return load_pool(self.spec(spec), limit=limit, on_bad_record=self.cfg.on_bad_record)
+    def _load(self, spec:str, limit:int|None, what:str='pool')->list:
+        return load_pool(self.spec(spec), limit=limit, on_bad_record=self.cfg.on_bad_record, what=what)
 
     @cached_property
     def data_dir(self)->Path|None:
@@ -80,10 +80,11 @@ class Study:
     @cached_property
     def heldout(self)->TokenizedPool:
         c = self.cfg
-        return self._tokenize(self._load(c.heldout_data, None) if c.heldout_data else self._split[1])
+        return self._tokenize(self._load(c.heldout_data, None, 'held-out set') if c.heldout_data else self._split[1])
 
     @cached_property
-    def warmup(self)->TokenizedPool: return self._tokenize(self._load(self.cfg.warmup, self.cfg.warmup_limit))
+    def warmup(self)->TokenizedPool:
+        return self._tokenize(self._load(self.cfg.warmup, self.cfg.warmup_limit, 'warm-up set'))
 
     @cached_property
     def model_fp(self)->str: return fingerprint(base_model(self))
