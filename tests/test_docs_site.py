@@ -278,3 +278,18 @@ def test_local_links_resolve(site):
             if not (page.parent / href).exists():
                 bad.append(f"{page.relative_to(site)} -> {href}")
     assert not bad, "broken links:\n" + "\n".join(sorted(set(bad))[:30])
+
+
+QUIET = ("00_core", "01_models", "06b_export", "tutorials/one_gpu", "index")  # pages that carry no stderr block
+
+
+def test_stderr_blocks(site, capsys):
+    "No third-party bars or warnings on the quiet pages; every page's count of stderr blocks is printed."
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from count_outputs import site_counts
+    counts = dict(site_counts(site))
+    with capsys.disabled():
+        busy = {p: n for p, n in counts.items() if n}
+        print(f"\n[test_docs_site] {sum(counts.values())} stderr blocks on {len(busy)} of {len(counts)} pages: {busy}")
+    quiet = {n: counts[f"{n}.html"] for n in QUIET if f"{n}.html" in counts}
+    assert quiet and not any(quiet.values()), quiet
