@@ -8,7 +8,7 @@ The data are the Token Cleaning authors' own 120 chats of the default pool (test
 run, on the same data, model and threads:
 
 1. scoring: the original approach (`orig_scores` of nbs/03_scoring.ipynb: fixed batches of 4 in file order padded to
-   their longest, two full passes per model, full fp32 logits, cross-entropy twice, one model per pass, Python lists and
+   their longest, one forward pass per batch as in their script (`--orig-passes 2`: an earlier, slower copy), full fp32 logits, cross-entropy twice, one model per pass, Python lists and
    a Python sort) against tokenclean (`token_losses` of the base = adapter off and the reference = a LoRA adapter with
    non-zero B, `join_scores`, `top_k_mask`) in fp32; and in bf16 only where `check_precision` passes on these chats
    (its time counted in). Each variant runs in its own child process (its peak RSS is its own);
@@ -133,7 +133,7 @@ def child_score(args)->dict:
     pk = [peaks(torch)]
     if args.child == 'orig':
         t, w = clock(), time.perf_counter()
-        scores, keep = orig_scores(model, tp.rows, 0, args.orig_batch, max_len=2048)
+        scores, keep = orig_scores(model, tp.rows, 0, args.orig_batch, max_len=2048, passes=args.orig_passes)
         res['seconds'], res['wall_seconds'] = clock() - t, time.perf_counter() - w
         res['score_sum'] = float(np.sum(scores)); res['kept'] = int(sum(keep)); keep = np.asarray(keep)
     else:
@@ -273,6 +273,7 @@ def main():
     ap.add_argument('--model', default='smollm2-135m-instruct')
     ap.add_argument('--max-tokens', type=int, default=8192, help="tokenclean's padded tokens per batch")
     ap.add_argument('--orig-batch', type=int, default=4, help="the original's fixed batch size (the authors' 4)")
+    ap.add_argument('--orig-passes', type=int, default=1, help="forward passes per batch of the original (theirs: 1)")
     ap.add_argument('--n-scores', type=int, default=10_000_000)
     ap.add_argument('--py-sort-n', type=int, default=1_000_000, help='Python sort size (extrapolated n log n)')
     ap.add_argument('--train-rows', type=int, default=8)
