@@ -7,8 +7,8 @@ the scoring agreement check on the default pool, and where scoring's disagreemen
 1. Training: a LoRA reference (r 16, α 32, the top 10 layers, as the CPU study) trained on the same warm-up chats from
    the same initial adapter in fp32 and under bf16 autocast (the weights stay fp32: autocast casts copies for each
    matmul, so the optimizer updates fp32 master weights): tokens/s of each and the final losses.
-2. Profile: one more training step of each precision under `torch.profiler`: the ops with the most self CPU time, and
-   forward / backward / optimizer seconds.
+2. Profile: one more training step (8 median-length chats) under `torch.profiler` in fp32, in bf16 with `frozen_bf16`
+   (as `train` runs it) and in bf16 under plain autocast: the ops with the most self CPU time, and the seconds.
 3. Scoring: `check_precision` (the study's agreement check) on the default pool with the fp32 reference (and on the
    real-pool study's pool: its first 200 chats at max_len 192, same reference); then, on
    a smaller seeded share (`--decomp-tokens` scored tokens), the per-token losses with the transformer body and the
@@ -22,7 +22,7 @@ from tokenclean.data import load_pool, tokenize_pool
 from tokenclean.models import load_model, load_tokenizer, add_lora, adapter_off, autocast, top_layers
 from tokenclean.scoring import collate, token_nll, length_batches, scored_part, check_precision, agreement_share
 from tokenclean.selection import top_k_mask
-from tokenclean.training import TrainConfig, train, train_step
+from tokenclean.training import TrainConfig, train, train_step, frozen_bf16
 
 MODEL = 'smollm2-135m-instruct'
 MODES = dict(fp32=('fp32', torch.float32), bf16_body=('bf16', torch.float32), bf16_head=('fp32', torch.bfloat16),
@@ -50,18 +50,18 @@ def losses(model, rows, pad_id, body:str, head, adapter:bool)->tuple:
 
 def jaccard(a, b): return float((a & b).sum() / max((a | b).sum(), 1))
 
-def profile_step(model, rows, pad_id, prec:str, top:int=12)->dict:
+def profile_step(model, rows, pad_id, prec:str, once:bool=False, top:int=12)->dict:
     "One training step of `rows` under torch.profiler: seconds per phase and the ops with the most self CPU time."
     from torch.profiler import profile, ProfilerActivity, record_function
     cfg = TrainConfig(micro_batch=len(rows), batch_size=len(rows), precision=prec)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0)
     stats = dict(skipped_steps=0, skipped_micro_batches=0, trained_tokens=0)
     train_step(model, rows, list(range(len(rows))), cfg, pad_id, stats); model.zero_grad(set_to_none=True)   # warm
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with frozen_bf16(model, once), profile(activities=[ProfilerActivity.CPU]) as prof:
         with record_function('step'):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             train_step(model, rows, list(range(len(rows))), cfg, pad_id, stats)   # forward + backward
-            t1 = time.perf_counter(); opt.step(); opt.zero_grad(set_to_none=True); t2 = time.perf_counter()
+            t1 = time.process_time(); opt.step(); opt.zero_grad(set_to_none=True); t2 = time.process_time()
     ev = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     tot = sum(e.self_cpu_time_total for e in ev)
     ops = [dict(op=e.key, self_s=e.self_cpu_time_total / 1e6, share=e.self_cpu_time_total / tot, calls=e.count)
@@ -85,17 +85,16 @@ def main(a):
         m = add_lora(base, r=16, alpha=32, dropout=0.0, targets=top_layers(base.config, 10))
         cfg = TrainConfig(lr=1e-3, batch_size=8, micro_batch=8, epochs=1, warmup_ratio=0.0, seed=0, precision=prec,
                           save_every=0, shuffle=False)
-        ntok, t0 = sum(len(r['input_ids']) for r in warm), time.perf_counter()
+        ntok, t0, c0 = sum(len(r['input_ids']) for r in warm), time.perf_counter(), time.process_time()
         h = train(m, warm, cfg, tok.pad_token_id, progress=False)
-        train_res[prec] = dict(tokens_per_s=ntok / (time.perf_counter() - t0), final_loss=h['history'][-1],
-                               history=h['history'], tokens=ntok)
+        train_res[prec] = dict(tokens_per_s=ntok / (time.process_time() - c0), wall_tokens_per_s=ntok / (time.perf_counter() - t0),
+                               final_loss=h['history'][-1], history=h['history'], tokens=ntok)
         refs[prec] = m
-        print(f"train {prec}: {train_res[prec]['tokens_per_s']:.1f} tokens/s, final loss {h['history'][-1]:.4f}",
+        print(f"train {prec}: {train_res[prec]['tokens_per_s']:.1f} tokens/CPU-s, final loss {h['history'][-1]:.4f}",
               flush=True)
     mb = sorted(warm, key=lambda r: len(r['input_ids']))[len(warm) // 2:][:8]
-    for prec in ('fp32', 'bf16'):
-        train_res[prec]['profile'] = profile_step(refs[prec], mb, tok.pad_token_id, prec)
-        p = train_res[prec]['profile']
+    for prec, once in (('fp32', False), ('bf16', True), ('bf16_autocast', False)):
+        p = train_res.setdefault(prec, {})['profile'] = profile_step(refs[prec[:4]], mb, tok.pad_token_id, prec[:4], once)
         print(f"profile {prec}: fwd+bwd {p['fwd_bwd_s']:.2f} s, optimizer {p['opt_s']:.3f} s; top ops: " +
               ', '.join(f"{o['op']} {o['share']:.0%}" for o in p['ops'][:6]), flush=True)
     res['train'] = train_res
