@@ -178,9 +178,10 @@ def _paper_config(name:str):
 
 def check_time_plan(a)->dict:
     "Estimated hours of the paper's study (one seed, 40% MFU) for the paper's models on `a.gpu`."
-    from tokenclean.config import PAPER_MODELS, time_plan
+    from tokenclean.config import presets, read_config, time_plan
     out = {}
-    for name, hub in PAPER_MODELS.items():
+    paper = {n.removeprefix('paper-'): read_config(n)['model'] for n in presets() if n.startswith('paper-')}
+    for name, hub in paper.items():
         try: h = time_plan(hub, gpu=a.gpu); src = 'hub config'
         except Exception: h = time_plan(_paper_config(name), gpu=a.gpu); src = 'published shape'
         out[name] = dict(hub=hub, config=src, hours=h, total_hours=round(sum(h.values()), 2))

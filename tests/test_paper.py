@@ -61,10 +61,10 @@ def test_fixed_in_code_as_in_the_paper():
 def test_auto_keeps_the_paper_where_it_fits():
     "On an 80 GB GPU `auto` is the paper (bf16 LoRA, no 4-bit); on 16 GB it changes the least and says so."
     from transformers import LlamaConfig
-    from tokenclean.config import make_config, plan_study, PAPER
+    from tokenclean.config import load_config, plan_study
     llama8b = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                           num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False)
-    cfg = lambda gb: make_config(PAPER, model='meta-llama/Llama-3.1-8B', device='cpu', gpu_gb=gb)
+    cfg = lambda gb: load_config('paper-llama-3.1-8b', device='cpu', gpu_gb=gb)
     p80, p16 = plan_study(cfg(80), llama8b), plan_study(cfg(16), llama8b)
     assert (p80['quant'], p80['precision'], p80['micro_batch'] * p80['grad_accum']) == (None, 'bf16', 48)
     assert not any('departs' in c for c in p80['changes'])

@@ -19,17 +19,17 @@ def _python_example()->str:
 def test_python_example_measures_something(tmp_path):
     "The example uses the CPU settings and measures every method on held-out samples (run here at tiny size)."
     code = _python_example()
-    assert 'CPU_DEFAULT' in code and 'heldout=0' not in code and 'eval_tasks=[]' not in code
-    tiny = (f"import tokenclean.config as C\n"
-            f"C.CPU_DEFAULT.update(model='tiny-random', pool_limit=32, heldout=8, warmup_limit=8, max_len=96,\n"
-            f"                     eval_tasks=['boolq_offline'], eval_limit=4)\n")
+    assert "load_config('cpu'," in code and 'heldout=0' not in code and 'eval_tasks=[]' not in code
+    tiny = ("load_config('cpu', model='tiny-random', pool_limit=32, heldout=8, warmup_limit=8, max_len=96, "
+            "eval_tasks=['boolq_offline'], eval_limit=4,")
     check = ("t = results_table(results)\n"
              "loss = t[('held-out loss', 'mean')].drop('reference', errors='ignore')\n"
              "assert len(loss) == 2 and (loss > 0).all(), t\n"
              "assert any(c[0] != 'held-out loss' for c in t.columns), t.columns\n"
              "print('ok', dict(loss))\n")
     script = tmp_path/'example.py'
-    script.write_text(tiny + code.replace("out='runs'", f"out={str(tmp_path/'runs')!r}") + '\n' + check)
+    script.write_text(code.replace("load_config('cpu',", tiny).replace("out='runs'", f"out={str(tmp_path/'runs')!r}")
+                      + '\n' + check)
     from conftest import ENV
     import os
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path,

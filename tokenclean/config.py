@@ -12,12 +12,11 @@ from .models import pick_device, LORA_TARGETS
 from .training import TrainConfig
 
 # %% auto #0
-__all__ = ['PAPER_METHODS', 'METHOD_RULE', 'ALL_METHODS', 'METRICS', 'MIN_LEN', 'PAPER', 'PAPER_MODELS', 'CPU_DEFAULT',
-           'CPU_PRECISION', 'GPU_TFLOPS', 'NOT_IN_KEY', 'StudyConfig', 'make_config', 'load_config', 'preset_dirs',
-           'presets', 'read_config', 'validate', 'model_config', 'model_shape', 'train_memory_gb', 'memory_plan',
-           'cpu_bf16', 'resolve_precision', 'plan_study', 'format_plan', 'stage_hours', 'time_plan', 'slug',
-           'config_key', 'resolved_quant', 'check_eval_tasks', 'check_lora_targets', 'check_out', 'check_data_specs',
-           'preflight']
+__all__ = ['PAPER_METHODS', 'METHOD_RULE', 'ALL_METHODS', 'METRICS', 'MIN_LEN', 'CPU_PRECISION', 'GPU_TFLOPS', 'NOT_IN_KEY',
+           'StudyConfig', 'make_config', 'load_config', 'preset_dirs', 'presets', 'read_config', 'validate',
+           'model_config', 'model_shape', 'train_memory_gb', 'memory_plan', 'cpu_bf16', 'resolve_precision',
+           'plan_study', 'format_plan', 'stage_hours', 'time_plan', 'slug', 'config_key', 'resolved_quant',
+           'check_eval_tasks', 'check_lora_targets', 'check_out', 'check_data_specs', 'preflight']
 
 # %% ../nbs/06a_config.ipynb #6118aa2f
 PAPER_METHODS = ('full', 'random', 'rho', 'fixed', 'self_evolving')   # the paper's table, the default
@@ -262,22 +261,6 @@ def validate(c:StudyConfig)->StudyConfig:
         _bad('oracle_kinds', "a non-empty list with method 'oracle'", c.oracle_kinds, '[informative]')
     c.train = _check_train(c.train)
     return c
-
-# %% ../nbs/06a_config.ipynb #9eed2676
-PAPER = dict(pool='jlpang888/DS2_50k', template='tulu', max_len=2048, k=0.6, methods=list(PAPER_METHODS), rounds=4,
-             first_reference='chunk0', seeds=[41, 42, 43], lora_r=64, lora_alpha=16, lora_dropout=0.1,
-             lora_targets=list(LORA_TARGETS), quant='auto', precision='bf16',
-             train=dict(lr=1e-4, epochs=1, batch_size=48, micro_batch='auto', warmup_ratio=0.03, weight_decay=0.0,
-                        max_grad_norm=None, shuffle=False, gradient_checkpointing='auto'),
-             eval_tasks=['truthfulqa', 'tydiqa', 'logiqa', 'mmlu', 'hellaswag', 'arc_challenge', 'boolq'])
-PAPER_MODELS = {'llama-3.2-3b': 'meta-llama/Llama-3.2-3B', 'llama-3.1-8b': 'meta-llama/Llama-3.1-8B',
-                'mistral-7b-v0.3': 'mistralai/Mistral-7B-v0.3'}
-CPU_DEFAULT = dict(model='smollm2-135m-instruct', pool='default', pool_limit=120, warmup='default:warmup',
-                   warmup_limit=32, heldout=24, max_len=128, k=0.6, rounds=2, seeds=[42], lora_r=16, lora_alpha=32,
-                   lora_dropout=0.0, quant=None,
-                   train=dict(lr=5e-4, epochs=1, batch_size=8, micro_batch=8, warmup_ratio=0.03, save_every=4),
-                   score_max_tokens=2048, shard_size=32,
-                   eval_tasks=['arc_challenge_offline', 'boolq_offline', 'hellaswag_offline'], eval_limit=10)
 
 # %% ../nbs/06a_config.ipynb #cd238f43
 def model_config(model):

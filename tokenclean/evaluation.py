@@ -12,9 +12,9 @@ from .eval_tasks import *
 from .tydiqa import *
 
 # %% auto #0
-__all__ = ['task_spec', 'gold_logprob', 'eval_items', 'evaluate', 'result_key', 'save_result', 'ONLINE_TASKS', 'PAPER_TASKS',
-           'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES', 'asset_folder', 'write_task',
-           'build_offline_task', 'normalize_answer', 'squad_f1', 'squad_em', 'tydiqa_f1', 'load_tydiqa',
+__all__ = ['task_spec', 'gold_logprob', 'eval_items', 'evaluate', 'no_bars', 'result_key', 'save_result', 'ONLINE_TASKS',
+           'PAPER_TASKS', 'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES', 'asset_folder',
+           'write_task', 'build_offline_task', 'normalize_answer', 'squad_f1', 'squad_em', 'tydiqa_f1', 'load_tydiqa',
            'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1', 'tydiqa_agg_em',
            'build_tydiqa_task']
 
@@ -195,6 +195,7 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
              num_fewshot:int|None=None, # None: each task's own (MMLU 5); an int overrides all
              log_samples:bool=False, meta:dict|None=None, # keep per-item outputs; the run (method, data, seed...)
              output_path:str|Path|None=None, # folder for lm-eval's own files and the per-item `items.csv.gz`
+             progress:bool=False, # show lm-eval's own progress bars (per request type and task)
             )->dict: # {'results': {task: {metric: value, metric_stderr: se}}, 'record': {...}, 'samples'?, 'items'?}
     "Evaluate `model` on `tasks` with lm-eval, in-process."
     import torch
@@ -203,7 +204,7 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
     specs, bs = [task_spec(t, tok) for t in tasks], _batch_size(model, batch_size)
     groups, out, items = defaultdict(list), dict(results={}, record=dict(tasks={}), samples={}), []
     for s in specs: groups[num_fewshot if num_fewshot is not None else s['num_fewshot']].append(s)
-    with _eval_mode(model), torch.no_grad():
+    with _eval_mode(model), torch.no_grad(), (contextlib.nullcontext() if progress else no_bars()):
         lm = model if isinstance(model, LM) else HFLM(pretrained=model, tokenizer=tok, batch_size=bs)
         tm = _task_manager(specs)                                    # one TaskManager for every group
         tracker = _tracker(output_path, _run_name(model, meta))
@@ -218,6 +219,16 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
     if log_samples: out['items'] = items
     else: del out['samples']
     return out
+
+@contextlib.contextmanager
+def no_bars():
+    "No `tqdm` progress bars inside the block (lm-eval draws its own, which tokenclean cannot switch off otherwise)."
+    from tqdm import std
+    init = std.tqdm.__init__
+    def quiet_init(self, *a, **kw): init(self, *a, **{**kw, 'disable': True})
+    std.tqdm.__init__ = quiet_init
+    try: yield
+    finally: std.tqdm.__init__ = init
 
 def _save_items(rows:list, folder:str|Path)->Path:
     "Write long-format rows to `folder/items.csv.gz`, atomically."
