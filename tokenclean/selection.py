@@ -111,7 +111,8 @@ def reference_check(sc:Scores, k:float=0.6)->dict:
     "Spearman of base and reference losses, median score, and the share of the kept set that `base_loss` also keeps."
     from scipy.stats import spearmanr
     keep, by_base = select(sc, 'global', k).keep, select(sc, 'base_loss', k).keep
-    return dict(spearman=float(spearmanr(sc.base, sc.ref).statistic), median_score=float(np.median(sc.score)),
+    rho = spearmanr(sc.base, sc.ref).statistic if np.ptp(sc.base) and np.ptp(sc.ref) else float('nan')  # constant: none
+    return dict(spearman=float(rho), median_score=float(np.median(sc.score)),
                 overlap_top_base=float((keep & by_base).sum()/max(keep.sum(), 1)))
 
 # %% ../nbs/04_selection.ipynb #56a522ad

@@ -167,7 +167,9 @@ def load_checkpoint(path, model, opt, sched, scaler=None, fwd=None)->tuple:
 # %% ../nbs/05_training.ipynb #34510c9e
 def _checkpointing(model):
     "Turn on activation checkpointing for a (PEFT) causal LM."
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False})
+    kw = {'use_reentrant': False}
+    if hasattr(model, 'activation_checkpointing_enable'): model.activation_checkpointing_enable(kw)   # transformers 5
+    else: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
     if hasattr(model, 'enable_input_require_grads'): model.enable_input_require_grads()
 
 # %% ../nbs/05_training.ipynb #6e0132c2
