@@ -186,7 +186,7 @@ def _forest_panel(ax, t:pd.DataFrame):
 # %% ../nbs/08_report.ipynb #788f7347
 def plot_forest(t:pd.DataFrame,          # a `stats.comparison_table`
                 title:str|None=None,
-               ):                        # a matplotlib Figure
+               )->'matplotlib.figure.Figure': # a matplotlib Figure
     "Forest plot of comparisons: estimate, replicate-level and cluster 95% CIs, ± MDE band, zero line, verdict."
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -302,7 +302,7 @@ def benchmark_text(bt:pd.DataFrame,          # a `benchmark_table`
 # %% ../nbs/08_report.ipynb #f6661290
 def plot_benchmarks(bt:pd.DataFrame,     # a `benchmark_table`
                     title:str|None=None,
-                   ):                    # a matplotlib Figure
+                   )->'matplotlib.figure.Figure': # a matplotlib Figure
     "Forest plot of a benchmark table: each arm − the baseline, one panel per task and `Avg`."
     base = bt.arm[bt['diff'].isna()].iloc[0]
     d = bt.dropna(subset=['diff'])
