@@ -40,8 +40,9 @@ def run_study(cfg:StudyConfig)->list:
     sc = score_pool(st) if needs_scores(cfg.methods) else None
     results += [run_method(st, method, seed, sc) for seed in cfg.seeds for method in cfg.methods
                 if method not in SEEDLESS]
-    if is_main(): study_items(st, results).to_csv(st.path(f'items-{cfg.experiment}.csv'), index=False)
-    if is_main(): save_json(results, st.path('results.json'))
+    if is_main():
+        study_items(st, results).to_csv(st.path(f'items-{cfg.experiment}.csv'), index=False)
+        save_json(results, st.path('results.json'))
     return results
 
 # %% ../nbs/06_pipelines.ipynb #a256a0a0

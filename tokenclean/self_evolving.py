@@ -10,12 +10,11 @@ from .core import *
 from .models import fingerprint, is_main, barrier
 from .data import TokenizedPool
 from .scoring import join_scores
-from .selection import select, apply_selection, summarise
+from .selection import select, apply_selection, summarise, score_kinds
 from .training import train
 from .study import *
 from .study import _losses, _save_config
 from .stages import warmup_reference, _last, kind_rates_of
-from .selection import score_kinds
 
 # %% auto #0
 __all__ = ['chunks', 'self_evolving']
