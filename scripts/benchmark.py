@@ -7,7 +7,7 @@ The data are the Token Cleaning authors' own 120 chats of the default pool (test
 `input_ids` and `labels` at max_len 2048, 35,571 tokens, 10,293 response tokens). Every ratio is measured in the same
 run, on the same data, model and threads:
 
-1. scoring: the original approach (`orig_scores` of nbs/03_scoring.ipynb: fixed batches of 4 in file order padded to
+1. scoring: the original approach (`orig_scores` of nbs/api/03_scoring.ipynb: fixed batches of 4 in file order padded to
    their longest, one forward pass per batch as in their script (`--orig-passes 2`: an earlier, slower copy), full fp32 logits, cross-entropy twice, one model per pass, Python lists and
    a Python sort) against tokenclean (`token_losses` of the base = adapter off and the reference = a LoRA adapter with
    non-zero B, `join_scores`, `top_k_mask`) in fp32; and in bf16 only where `check_precision` passes on these chats
@@ -117,8 +117,8 @@ def notebook_function(nb:Path, name:str):
     return ns[name]
 
 def orig_scores(*args, **kwargs):
-    "The original scoring approach: `orig_scores` of nbs/03_scoring.ipynb (the unexported cell is its only copy)."
-    return notebook_function(ROOT/'nbs'/'03_scoring.ipynb', 'orig_scores')(*args, **kwargs)
+    "The original scoring approach: `orig_scores` of nbs/api/03_scoring.ipynb (the unexported cell is its only copy)."
+    return notebook_function(ROOT/"nbs"/"api"/"03_scoring.ipynb", 'orig_scores')(*args, **kwargs)
 
 # -------------------------------------------------------------------------------------------- child runs
 def child_score(args)->dict:

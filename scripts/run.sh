@@ -36,7 +36,7 @@ export PATH="$VENV/bin:$PATH"
 case "$what" in
 install) echo "installed into $VENV";;
 study)
-  # No options: the default job (`tokenclean demo`, nbs/16_default_job.ipynb); with options: `tokenclean study`.
+  # No options: the default job (`tokenclean demo`, nbs/studies/05_default_job.ipynb); with options: `tokenclean study`.
   if [ $# -eq 0 ]; then pinned; exec tokenclean demo runs; fi
   exec tokenclean study "$@";;
 test)

@@ -121,7 +121,7 @@ def write_data(folder:str|Path, tok, **args)->list:
 def theory_table(sel, # long-format selection rates, one experiment
                  k:float=0.6, delta:float=0.05,
                 )->'pandas.DataFrame': # one row per arm: measured rates, bounds and the predicted direction
-    "The bounds of `10_theory` from the measured rates of each arm (means over seeds)."
+    "The bounds of `theory/theory` from the measured rates of each arm (means over seeds)."
     import pandas as pd
     w = sel.pivot_table(index='arm', columns='item', values='value', aggfunc='mean')
     rows = []
