@@ -63,7 +63,8 @@ def setup(threads:int):
 def make_export(out:Path, n:int, seed:int, max_len:int)->dict:
     "Export a seeded slice of the default pool, 60% of response tokens kept at random, no sample left empty."
     import numpy as np
-    from tokenclean.data import load_pool, tokenize_pool
+    from tokenclean.pools import load_pool
+    from tokenclean.tokenizing import tokenize_pool
     from tokenclean.export import export_cleaned, export_meta
     from tokenclean.models import load_tokenizer
     from tokenclean.scoring import Scores

@@ -21,7 +21,8 @@ from pathlib import Path
 MODEL = 'smollm2-135m-instruct'
 
 def _rows(tok, n:int, max_len:int):
-    from tokenclean.data import load_pool, tokenize_pool
+    from tokenclean.pools import load_pool
+    from tokenclean.tokenizing import tokenize_pool
     return tokenize_pool(tok, load_pool('default', limit=n), max_len, verbose=False)
 
 def _tiny(device:str, dtype=None):

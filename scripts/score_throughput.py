@@ -8,7 +8,8 @@ import argparse, tempfile, time
 import torch
 from tokenclean.core import set_threads
 from tokenclean.models import load_model, load_tokenizer, add_lora
-from tokenclean.data import load_pool, tokenize_pool
+from tokenclean.pools import load_pool
+from tokenclean.tokenizing import tokenize_pool
 from tokenclean.scoring import token_losses, join_scores
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

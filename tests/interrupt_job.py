@@ -4,7 +4,8 @@ from pathlib import Path
 import torch
 from tokenclean.core import set_threads
 from tokenclean.models import load_model, load_tokenizer, add_lora
-from tokenclean.data import load_pool, tokenize_pool
+from tokenclean.pools import load_pool
+from tokenclean.tokenizing import tokenize_pool
 from tokenclean.scoring import token_losses
 from tokenclean.training import TrainConfig, train
 

@@ -8,7 +8,8 @@ and `tests/test_accelerate.py` (accelerate):
 import os, sys
 import numpy as np, torch
 from tokenclean.core import set_threads
-from tokenclean.data import load_pool, tokenize_pool
+from tokenclean.pools import load_pool
+from tokenclean.tokenizing import tokenize_pool
 from tokenclean.models import load_model, load_tokenizer, add_lora, processes
 
 N_SAMPLES, MAX_LEN, SHARD = 12, 256, 2

@@ -7,7 +7,9 @@ import json, random
 from pathlib import Path
 import numpy as np, pytest
 from tokenclean.core import TokencleanError
-from tokenclean.data import load_pool, tokenize_pool, check_account, format_account
+from tokenclean.data import check_account, format_account
+from tokenclean.pools import load_pool
+from tokenclean.tokenizing import tokenize_pool
 
 ALPHABET = ('abcXYZ019 .,;:!?-_\'"()[]{}<>/\\|@#$%^&*+=~`\n\t  éñüßøÆ ΩλΣ жЯ 中文字 日本語 한국 عربي עברית हिन्दी '
             '\u0301\u200d\u200b\u202e\ufeff \U0001F600\U0001F9D1\u200d\U0001F4BB \U00010348')

@@ -56,7 +56,8 @@ def hub(tmp_path, monkeypatch):
 @pytest.fixture(scope='module')
 def cleaned():
     "Eight tokenized default-pool samples with a seeded random half of their response tokens kept."
-    from tokenclean.data import load_pool, tokenize_pool
+    from tokenclean.pools import load_pool
+    from tokenclean.tokenizing import tokenize_pool
     from tokenclean.models import load_tokenizer
     tp = tokenize_pool(load_tokenizer('smollm2-135m-instruct'), load_pool('default')[:8], 128, verbose=False)
     rng, rows = np.random.default_rng(0), []

@@ -21,7 +21,8 @@ def _resp(t:dict)->np.ndarray: return np.nonzero(np.asarray(t['labels']) != -100
 def test_tulu_tokenization_equals_theirs(fixtures):
     "`template: tulu` gives their `input_ids` and `labels` exactly, for every chat (three truncated away, kept)."
     from tokenclean.models import load_tokenizer
-    from tokenclean.data import normalise, tokenize_sample, tokenize_pool
+    from tokenclean.data import normalise
+    from tokenclean.tokenizing import tokenize_sample, tokenize_pool
     chats, theirs = fixtures
     tok = load_tokenizer('smollm2-135m-instruct')
     ours = [tokenize_sample(tok, normalise(c), 2048, 'tulu') for c in chats]
@@ -49,7 +50,7 @@ def test_base_loss_equals_theirs(fixtures, tmp_path):
     cutting each sample after its last response token) gives their loss within 1e-4 at every response token, and
     with their reference losses keeps exactly the tokens they kept."""
     from tokenclean.core import set_threads
-    from tokenclean.data import TokenizedPool
+    from tokenclean.tokenizing import TokenizedPool
     from tokenclean.models import load_model
     from tokenclean.core import load_json
     from tokenclean.scoring import token_losses

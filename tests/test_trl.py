@@ -22,7 +22,8 @@ def toy_scores(rows, seed=0, emptied=3):
 def export(tmp_path_factory):
     "(tokenizer, cleaned rows, their account, the exported dataset loaded back from disk)."
     import datasets
-    from tokenclean.data import load_pool, tokenize_pool
+    from tokenclean.pools import load_pool
+    from tokenclean.tokenizing import tokenize_pool
     from tokenclean.export import export_cleaned, export_meta
     from tokenclean.models import load_tokenizer
     from tokenclean.selection import select, apply_selection

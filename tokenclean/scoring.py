@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/03_scoring.ipynb #8205e468
 from __future__ import annotations
-import contextlib
+import contextlib, math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch
@@ -12,9 +12,9 @@ from .core import *
 from .models import adapter_off, fingerprint, autocast, processes
 
 # %% auto #0
-__all__ = ['lm_parts', 'token_nll', 'collate', 'length_batches', 'padding_waste', 'scored_part', 'run_account', 'LossStore',
-           'check_token_nll', 'token_losses', 'process_losses', 'Scores', 'join_scores', 'save_scores', 'load_scores',
-           'agreement_share', 'check_precision', 'choose_precision']
+__all__ = ['lm_parts', 'logit_stats', 'token_nll', 'collate', 'length_batches', 'padding_waste', 'scored_part', 'run_account',
+           'LossStore', 'check_token_nll', 'token_losses', 'process_losses', 'Scores', 'join_scores', 'save_scores',
+           'load_scores', 'agreement_share', 'check_precision', 'choose_precision']
 
 # %% ../nbs/api/03_scoring.ipynb #2d809e02
 def lm_parts(model)->tuple:
@@ -29,24 +29,41 @@ def _logits(head, x:torch.Tensor, dtype=None)->torch.Tensor:
         with torch.autocast(x.device.type, enabled=False): return head(x.to(head.weight.dtype)).float()
     with torch.autocast(x.device.type, dtype=dtype): return head(x).float()
 
+def logit_stats(z:torch.Tensor, # fp32 logits, one row per trained position
+                tgt:torch.Tensor, # the gold next token of each row
+                top_k:int=0, # also the entropy of the softmax over the `top_k` largest logits, over log(top_k) (EAFT)
+               )->tuple: # (NLL of each gold token, its normalised top-k entropy without gradient, or None)
+    "Per-token NLL from logits and, with `top_k`, EAFT's normalised top-k entropy."
+    nll = torch.logsumexp(z, -1) - z.gather(-1, tgt[:, None])[:, 0]
+    if not top_k: return nll, None
+    k = min(top_k, z.shape[-1])
+    with torch.no_grad():
+        lp = torch.log_softmax(z.topk(k, -1).values, -1)
+        return nll, -(lp.exp() * lp).sum(-1) / math.log(k)
+
 def token_nll(model, input_ids, attention_mask, labels, # a padded batch; labels −100 where not trained
               chunk:int=256, # positions per output-projection chunk (larger on GPUs)
               hits:bool=False, # also return whether each token is the model's top prediction
               head_dtype=None, # the output head's dtype, e.g. `torch.float32` under bf16 autocast (None: autocast's)
-             )->torch.Tensor: # NLL of each trained token, row-major (and the hits, with `hits`)
+              top_k:int=0, # also return each token's normalised top-`top_k` entropy (`logit_stats`)
+             )->torch.Tensor: # NLL of each trained token, row-major (then the hits, the entropies, if asked)
     "Negative log-likelihood of every trained token, computed only at trained positions."
     body, head, cap = lm_parts(model)
     h = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     sel = labels[:, 1:] != -100
     hs, tgt = h[:, :-1][sel], labels[:, 1:][sel].long()
-    out, hit = [], []
+    out, hit, ent = [], [], []
     for i in range(0, len(tgt), chunk):
         z = _logits(head, hs[i:i + chunk], head_dtype)
         if cap: z = cap * torch.tanh(z / cap)
-        out.append(torch.logsumexp(z, -1) - z.gather(-1, tgt[i:i + chunk, None])[:, 0])
+        nll, e = logit_stats(z, tgt[i:i + chunk], top_k)
+        out.append(nll)
         if hits: hit.append(z.argmax(-1) == tgt[i:i + chunk])
+        if top_k: ent.append(e)
     nll = torch.cat(out) if out else h[:, :0].float().sum(-1).flatten()  # empty, but still in the graph
-    return (nll, torch.cat(hit) if hit else torch.zeros(0, dtype=torch.bool)) if hits else nll
+    extra = ([torch.cat(hit) if hit else torch.zeros(0, dtype=torch.bool)] if hits else []) + \
+            ([torch.cat(ent) if ent else nll.detach()[:0]] if top_k else [])
+    return (nll, *extra) if extra else nll
 
 # %% ../nbs/api/03_scoring.ipynb #35a6bc1c
 def collate(rows:list, pad_id:int)->dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from .core import *
 from .models import fingerprint, is_main, barrier
-from .data import TokenizedPool
+from .tokenizing import TokenizedPool
 from .scoring import join_scores
 from .selection import select, apply_selection, summarise, score_kinds
 from .training import train

@@ -14,7 +14,9 @@ from .config import *
 import importlib
 import torch
 from .models import load_model, load_tokenizer, add_lora, top_layers, fingerprint, is_main, barrier
-from .data import load_pool, tokenize_pool, TokenizedPool, save_account, format_account
+from .data import save_account, format_account
+from .pools import load_pool
+from .tokenizing import tokenize_pool, TokenizedPool
 from .scoring import process_losses
 from .training import TrainConfig, is_sharded
 from .stats import RESULT_COLUMNS

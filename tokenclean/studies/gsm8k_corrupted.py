@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, random, re
 from pathlib import Path
 from ..core import *
-from ..data import load_pool
+from ..pools import load_pool
 from .controlled import write_jsonl
 
 # %% auto #0
