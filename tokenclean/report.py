@@ -10,9 +10,10 @@ import numpy as np, pandas as pd
 from .core import *
 
 # %% auto #0
-__all__ = ['METHOD_ORDER', 'METHOD_NAMES', 'result_metrics', 'check_versions', 'results_table', 'table_text', 'save_figure',
-           'plot_methods', 'plot_scores', 'plot_kept_by_source', 'plot_rounds', 'token_heatmap', 'format_comparisons',
-           'plot_forest', 'load_items', 'benchmark_table', 'benchmark_text', 'plot_benchmarks', 'write_report']
+__all__ = ['METHOD_ORDER', 'METHOD_NAMES', 'KIND_COLORS', 'RATE_NAMES', 'RATE_COLORS', 'result_metrics', 'check_versions',
+           'results_table', 'table_text', 'save_figure', 'plot_methods', 'plot_scores', 'plot_kept_by_source',
+           'plot_rounds', 'plot_rates', 'token_heatmap', 'format_comparisons', 'plot_forest', 'load_items',
+           'benchmark_table', 'benchmark_text', 'plot_benchmarks', 'write_report']
 
 # %% ../nbs/api/10_report.ipynb #dad0647c
 METHOD_ORDER = ['reference', 'full', 'random', 'rho', 'fixed', 'self_evolving']
@@ -72,6 +73,8 @@ def table_text(t:pd.DataFrame, fmt:str='markdown', digits:int=2)->str:
     return cells.to_markdown(disable_numparse=True) if fmt == 'markdown' else cells.to_latex()
 
 # %% ../nbs/api/10_report.ipynb #09d8b512
+KIND_COLORS = {'informative': '#029e73', 'misleading': '#d55e00', 'filler': '#de8f05', 'boilerplate': '#949494'}
+
 def save_figure(fig, path:str|Path)->list:
     "Save `fig` as PNG and SVG next to each other; returns the paths."
     path = Path(path)
@@ -80,12 +83,25 @@ def save_figure(fig, path:str|Path)->list:
     for p in outs: fig.savefig(p, bbox_inches='tight', dpi=120)
     return outs
 
-def plot_methods(t:pd.DataFrame, metric:str):
+def _subplots(*args, **kw)->tuple:
+    "`plt.subplots` in seaborn's whitegrid style (matplotlib and seaborn load on first use)."
+    import matplotlib.pyplot as plt, seaborn as sns
+    with sns.axes_style('whitegrid'): return plt.subplots(*args, **kw)
+
+def _palette(names:list)->dict:
+    "Name -> colour: the kinds' fixed colours, other names from seaborn's colour-blind palette."
+    import seaborn as sns
+    extra = iter(sns.color_palette('colorblind')[4:] + sns.color_palette('deep'))
+    return {n: KIND_COLORS.get(n) or next(extra) for n in names}
+
+def plot_methods(t:pd.DataFrame, # a `results_table`
+                 metric:str,     # one of its metrics
+                )->'matplotlib.figure.Figure': # a matplotlib Figure
     "Bar chart of `metric` per method with ± std error bars."
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = _subplots(figsize=(6, 3))
     m, s = t[(metric, 'mean')], t[(metric, 'std')].fillna(0)
     ax.bar([METHOD_NAMES.get(i, i) for i in t.index], m, yerr=s, capsize=4, color='#4C72B0')
+    ax.grid(axis='x', visible=False)
     ax.set_ylabel(metric)
     ax.tick_params(axis='x', rotation=30)
     ax.set_title(f'{metric} by method (mean ± std over seeds)')
@@ -94,41 +110,107 @@ def plot_methods(t:pd.DataFrame, metric:str):
     return fig
 
 # %% ../nbs/api/10_report.ipynb #2f95838d
-def plot_scores(score:np.ndarray, keep:np.ndarray):
-    "Histogram of token scores, kept and rejected, with the selection threshold."
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3))
+def _kind_names(kind:np.ndarray, kinds:tuple|None)->np.ndarray:
+    "Kind name per token (None: no kind): codes looked up in `kinds`, or names as given."
+    kind = np.asarray(kind)
+    if not np.issubdtype(kind.dtype, np.integer): return kind.astype(object)
+    if kinds is None: raise TokencleanError("kind codes need `kinds`, the names they index")
+    names = np.array(list(kinds) + [None], object)
+    return names[np.where((kind >= 0) & (kind < len(kinds)), kind, len(kinds))]
+
+def plot_scores(score:np.ndarray,            # one score per token
+                keep:np.ndarray|None=None,   # keep mask of a global top-k: kept vs rejected, its lowest score dashed
+                kind:np.ndarray|None=None,   # kind per token (codes into `kinds`, or names): one density per kind
+                kinds:tuple|None=None,       # kind names in legend order (tokens of code -1, no kind, left out)
+                xlabel:str='score = loss(base) − loss(reference)',
+                ax=None,                     # axes to draw on (default: a new figure)
+                title:str|None=None,
+               )->'matplotlib.figure.Figure': # a matplotlib Figure
+    "Histogram of token scores, kept and rejected or one density per kind, with the selection's threshold."
+    import seaborn as sns
+    names = None if kind is None else _kind_names(kind, kinds)
+    fig, ax = _subplots(figsize=(6, 3)) if ax is None else (ax.figure, ax)
+    score = np.asarray(score, np.float64)
     bins = np.linspace(*np.quantile(score, [0.005, 0.995]), 60)
-    ax.hist(score[keep], bins, alpha=0.7, label=f'kept ({keep.mean():.0%})')
-    ax.hist(score[~keep], bins, alpha=0.7, label='rejected')
-    if keep.any() and (~keep).any(): ax.axvline(score[keep].min(), color='k', ls='--', label='threshold')
-    ax.set_xlabel('score = loss(base) − loss(reference)')
-    ax.set_ylabel('tokens')
-    ax.legend()
+    if kind is None:
+        hue = np.where(keep, f'kept ({keep.mean():.0%})', 'rejected')
+        sns.histplot(x=score, hue=hue, hue_order=[f'kept ({keep.mean():.0%})', 'rejected'], bins=bins, element='step',
+                     alpha=0.35, ax=ax)
+    else:
+        has = pd.notna(names)
+        order = [k for k in (kinds or sorted(set(names[has]))) if (names == k).any()]
+        sns.histplot(x=score[has], hue=names[has], hue_order=order, bins=bins, stat='density', common_norm=False,
+                     element='step', fill=False, lw=1.4, palette=_palette(order), ax=ax)
+    leg = ax.get_legend()
+    handles, labels = leg.legend_handles, [t.get_text() for t in leg.texts]
+    if keep is not None and keep.any() and (~keep).any():
+        handles.append(ax.axvline(score[keep].min(), color='k', ls='--', lw=1))
+        labels.append('threshold')
+    ax.legend(handles, labels, fontsize=8)
+    ax.set(xlabel=xlabel, ylabel='tokens' if kind is None else 'density (each kind)', title=title)
     return fig
 
-def plot_kept_by_source(summary:dict):
+# %% ../nbs/api/10_report.ipynb #0820a3b2
+def plot_kept_by_source(summary:dict, # a selection summary: `per_source` and `kept_ratio`
+                       )->'matplotlib.figure.Figure': # a matplotlib Figure
     "Kept ratio per data source of a selection summary."
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 2.6))
+    import seaborn as sns
+    fig, ax = _subplots(figsize=(5, 2.6))
     ps = summary['per_source']
-    ax.barh(list(ps), list(ps.values()), color='#55A868')
+    sns.barplot(x=list(ps.values()), y=list(ps), orient='h', color='#55A868', ax=ax)
     ax.axvline(summary['kept_ratio'], color='k', ls='--', label='overall')
     ax.set_xlim(0, 1)
     ax.set_xlabel('share of response tokens kept')
     ax.legend()
     return fig
 
-def plot_rounds(result:dict):
-    "Self-evolving: kept ratio and training loss per round."
-    import matplotlib.pyplot as plt
+def plot_rounds(result:dict, # a self-evolving result, with its `rounds`
+               )->'matplotlib.figure.Figure': # a matplotlib Figure
+    "Self-evolving: the final training loss per round."
+    fig, ax = _subplots(figsize=(5, 2.6))
     rs = result['rounds']
-    fig, ax = plt.subplots(figsize=(5, 2.6))
     ax.plot([r['round'] for r in rs], [r['final_loss'] for r in rs], 'o-', label='final training loss')
     ax.set_xlabel('round')
     ax.set_ylabel('loss')
     ax.set_xticks([r['round'] for r in rs])
     ax.legend()
+    return fig
+
+# %% ../nbs/api/10_report.ipynb #d9798fb6
+RATE_NAMES = {'precision': 'precision', 'recall': 'recall (informative kept)', 'alpha': 'α (informative dropped)',
+              'beta': 'β (noise kept)', 'J': 'J = 1 − α − β'}
+RATE_COLORS = ('#4C72B0', '#8DA0CB', '#E78AC3', '#A6761D', '#333333')
+
+def _rates_panel(ax, r:pd.DataFrame, cols:list, names:dict, palette:dict, xlabel:str):
+    "Grouped horizontal bars of columns `cols` of `r`: one group per row, one bar per column."
+    import seaborn as sns
+    d = r[cols].astype(float).rename(columns=names).rename_axis(index='rule').reset_index()
+    d = d.assign(rule=d.rule.astype(str)).melt('rule', var_name='rate').dropna(subset=['value'])
+    sns.barplot(d, x='value', y='rule', hue='rate', hue_order=[names[c] for c in cols], palette=palette, orient='h',
+                width=0.8, saturation=1, ax=ax)
+    ax.axvline(0, color='k', lw=0.8)
+    ax.set(xlim=(min(0, d.value.min()) - 0.03, 1.03), xlabel=xlabel, ylabel='')
+    ax.grid(axis='y', visible=False)
+    sns.move_legend(ax, 'lower center', bbox_to_anchor=(0.5, 1.0), ncol=3, title=None, fontsize=8, frameon=False)
+
+# %% ../nbs/api/10_report.ipynb #65de0a16
+def plot_rates(r:pd.DataFrame|dict,  # rows: rules or arms; `kept_<kind>` and/or `rates` columns (precision … J)
+               title:str|None=None,
+              )->'matplotlib.figure.Figure': # a matplotlib Figure
+    "Selection rates per rule: the share of each kind kept; precision, recall, α, β, J (informative positive)."
+    r = pd.DataFrame(r).T if isinstance(r, dict) else r
+    kept = [c for c in r.columns if str(c).startswith('kept_') and r[c].notna().any()]
+    rs = [c for c in RATE_NAMES if c in r.columns]
+    panels = [p for p in ((kept, {c: c[5:] for c in kept}, 'share of each kind kept'),
+                          (rs, RATE_NAMES, 'rate (informative tokens = positive)')) if p[0]]
+    if not panels: raise TokencleanError(f"no kept_<kind> or rate columns to plot among {list(r.columns)}")
+    h = 1.3 + len(r) * (0.13 * max(len(p[0]) for p in panels) + 0.22)
+    fig, axs = _subplots(1, len(panels), figsize=(5.4 * len(panels), h), sharey=True, squeeze=False)
+    for ax, (cols, names, xlabel) in zip(axs[0], panels):
+        pal = _palette([names[c] for c in cols]) if cols is kept else dict(zip([names[c] for c in cols], RATE_COLORS))
+        _rates_panel(ax, r, cols, names, pal, xlabel)
+    if title: fig.suptitle(title)
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/api/10_report.ipynb #ab6d4c2c
@@ -179,6 +261,7 @@ def _forest_panel(ax, t:pd.DataFrame):
         ax.plot(r.diff, y, 'o', color=c, ms=6)
         ax.text(1.02, y, r.verdict, transform=ax.get_yaxis_transform(), va='center', fontsize=8, color=c)
     ax.axvline(0, color='k', lw=0.8)
+    ax.grid(axis='y', visible=False)
     ax.set_yticks(range(len(t) - 1, -1, -1), list(t.comparison))
     ax.set_ylim(-0.7, len(t) - 0.3)
     ax.set_xlabel(f'difference in {t.metric.iloc[0]}')
@@ -188,12 +271,11 @@ def plot_forest(t:pd.DataFrame,          # a `stats.comparison_table`
                 title:str|None=None,
                )->'matplotlib.figure.Figure': # a matplotlib Figure
     "Forest plot of comparisons: estimate, replicate-level and cluster 95% CIs, ± MDE band, zero line, verdict."
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     metrics = list(dict.fromkeys(t.metric))
     sizes = [max((t.metric == m).sum(), 1) for m in metrics]
-    fig, axs = plt.subplots(len(metrics), 1, figsize=(7.5, 0.5*sum(sizes) + 1.1*len(metrics) + 0.6),
+    fig, axs = _subplots(len(metrics), 1, figsize=(7.5, 0.5*sum(sizes) + 1.1*len(metrics) + 0.6),
                             gridspec_kw=dict(height_ratios=sizes), squeeze=False)
     for ax, m in zip(axs[:, 0], metrics): _forest_panel(ax, t[t.metric == m])
     handles = [Line2D([], [], color='k', lw=2.5, label='95% CI, replicates'),
@@ -316,8 +398,6 @@ def write_report(results:list, folder:str|Path, scores=None, keep=None, summary:
                  comparisons:pd.DataFrame|None=None, # a `stats.comparison_table`: comparisons.md and a forest plot
                 )->str:
     "Write the table and figures of a study into `folder`; returns the Markdown table."
-    import matplotlib
-    matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     folder, t = Path(folder), results_table(results)
     md = table_text(t)
