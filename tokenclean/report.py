@@ -11,9 +11,9 @@ from .core import *
 
 # %% auto #0
 __all__ = ['METHOD_ORDER', 'METHOD_NAMES', 'KIND_COLORS', 'RATE_NAMES', 'RATE_COLORS', 'result_metrics', 'check_versions',
-           'results_table', 'table_text', 'save_figure', 'plot_methods', 'plot_scores', 'plot_kept_by_source',
-           'plot_rounds', 'plot_rates', 'token_heatmap', 'format_comparisons', 'plot_forest', 'load_items',
-           'benchmark_table', 'benchmark_text', 'plot_benchmarks', 'write_report']
+           'results_table', 'table_text', 'save_figure', 'subplots', 'plot_methods', 'plot_scores',
+           'plot_kept_by_source', 'plot_rounds', 'plot_rates', 'token_heatmap', 'format_comparisons', 'plot_forest',
+           'load_items', 'benchmark_table', 'benchmark_text', 'plot_benchmarks', 'write_report']
 
 # %% ../nbs/api/10_report.ipynb #dad0647c
 METHOD_ORDER = ['reference', 'full', 'random', 'rho', 'fixed', 'self_evolving']
@@ -83,8 +83,8 @@ def save_figure(fig, path:str|Path)->list:
     for p in outs: fig.savefig(p, bbox_inches='tight', dpi=120)
     return outs
 
-def _subplots(*args, **kw)->tuple:
-    "`plt.subplots` in seaborn's whitegrid style (matplotlib and seaborn load on first use)."
+def subplots(*args, **kw)->tuple: # (figure, axes), as `plt.subplots` returns them
+    "`plt.subplots` in the report's style, seaborn's whitegrid (matplotlib and seaborn load on first use)."
     import matplotlib.pyplot as plt, seaborn as sns
     with sns.axes_style('whitegrid'): return plt.subplots(*args, **kw)
 
@@ -98,7 +98,7 @@ def plot_methods(t:pd.DataFrame, # a `results_table`
                  metric:str,     # one of its metrics
                 )->'matplotlib.figure.Figure': # a matplotlib Figure
     "Bar chart of `metric` per method with ± std error bars."
-    fig, ax = _subplots(figsize=(6, 3))
+    fig, ax = subplots(figsize=(6, 3))
     m, s = t[(metric, 'mean')], t[(metric, 'std')].fillna(0)
     ax.bar([METHOD_NAMES.get(i, i) for i in t.index], m, yerr=s, capsize=4, color='#4C72B0')
     ax.grid(axis='x', visible=False)
@@ -129,7 +129,7 @@ def plot_scores(score:np.ndarray,            # one score per token
     "Histogram of token scores, kept and rejected or one density per kind, with the selection's threshold."
     import seaborn as sns
     names = None if kind is None else _kind_names(kind, kinds)
-    fig, ax = _subplots(figsize=(6, 3)) if ax is None else (ax.figure, ax)
+    fig, ax = subplots(figsize=(6, 3)) if ax is None else (ax.figure, ax)
     score = np.asarray(score, np.float64)
     bins = np.linspace(*np.quantile(score, [0.005, 0.995]), 60)
     if kind is None:
@@ -155,7 +155,7 @@ def plot_kept_by_source(summary:dict, # a selection summary: `per_source` and `k
                        )->'matplotlib.figure.Figure': # a matplotlib Figure
     "Kept ratio per data source of a selection summary."
     import seaborn as sns
-    fig, ax = _subplots(figsize=(5, 2.6))
+    fig, ax = subplots(figsize=(5, 2.6))
     ps = summary['per_source']
     sns.barplot(x=list(ps.values()), y=list(ps), orient='h', color='#55A868', ax=ax)
     ax.axvline(summary['kept_ratio'], color='k', ls='--', label='overall')
@@ -167,7 +167,7 @@ def plot_kept_by_source(summary:dict, # a selection summary: `per_source` and `k
 def plot_rounds(result:dict, # a self-evolving result, with its `rounds`
                )->'matplotlib.figure.Figure': # a matplotlib Figure
     "Self-evolving: the final training loss per round."
-    fig, ax = _subplots(figsize=(5, 2.6))
+    fig, ax = subplots(figsize=(5, 2.6))
     rs = result['rounds']
     ax.plot([r['round'] for r in rs], [r['final_loss'] for r in rs], 'o-', label='final training loss')
     ax.set_xlabel('round')
@@ -200,12 +200,13 @@ def plot_rates(r:pd.DataFrame|dict,  # rows: rules or arms; `kept_<kind>` and/or
     "Selection rates per rule: the share of each kind kept; precision, recall, α, β, J (informative positive)."
     r = pd.DataFrame(r).T if isinstance(r, dict) else r
     kept = [c for c in r.columns if str(c).startswith('kept_') and r[c].notna().any()]
+    kept.sort(key=lambda c: list(KIND_COLORS).index(c[5:]) if c[5:] in KIND_COLORS else len(KIND_COLORS))   # stable
     rs = [c for c in RATE_NAMES if c in r.columns]
     panels = [p for p in ((kept, {c: c[5:] for c in kept}, 'share of each kind kept'),
                           (rs, RATE_NAMES, 'rate (informative tokens = positive)')) if p[0]]
     if not panels: raise TokencleanError(f"no kept_<kind> or rate columns to plot among {list(r.columns)}")
     h = 1.3 + len(r) * (0.13 * max(len(p[0]) for p in panels) + 0.22)
-    fig, axs = _subplots(1, len(panels), figsize=(5.4 * len(panels), h), sharey=True, squeeze=False)
+    fig, axs = subplots(1, len(panels), figsize=(5.4 * len(panels), h), sharey=True, squeeze=False)
     for ax, (cols, names, xlabel) in zip(axs[0], panels):
         pal = _palette([names[c] for c in cols]) if cols is kept else dict(zip([names[c] for c in cols], RATE_COLORS))
         _rates_panel(ax, r, cols, names, pal, xlabel)
@@ -275,7 +276,7 @@ def plot_forest(t:pd.DataFrame,          # a `stats.comparison_table`
     from matplotlib.patches import Patch
     metrics = list(dict.fromkeys(t.metric))
     sizes = [max((t.metric == m).sum(), 1) for m in metrics]
-    fig, axs = _subplots(len(metrics), 1, figsize=(7.5, 0.5*sum(sizes) + 1.1*len(metrics) + 0.6),
+    fig, axs = subplots(len(metrics), 1, figsize=(7.5, 0.5*sum(sizes) + 1.1*len(metrics) + 0.6),
                             gridspec_kw=dict(height_ratios=sizes), squeeze=False)
     for ax, m in zip(axs[:, 0], metrics): _forest_panel(ax, t[t.metric == m])
     handles = [Line2D([], [], color='k', lw=2.5, label='95% CI, replicates'),

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch
 from .core import *
-from .models import adapter_off, fingerprint, autocast, processes
+from .models import adapter_off, fingerprint, autocast, processes, barrier
 
 # %% auto #0
-__all__ = ['lm_parts', 'logit_stats', 'token_nll', 'collate', 'length_batches', 'padding_waste', 'scored_part', 'run_account',
-           'LossStore', 'check_token_nll', 'token_losses', 'process_losses', 'Scores', 'join_scores', 'save_scores',
-           'load_scores', 'agreement_share', 'check_precision', 'choose_precision']
+__all__ = ['lm_parts', 'logit_stats', 'token_nll', 'collate', 'length_batches', 'padding_waste', 'scored_positions',
+           'scored_part', 'run_account', 'LossStore', 'zero_losses', 'check_token_nll', 'token_losses',
+           'process_losses', 'Scores', 'join_scores', 'save_scores', 'load_scores', 'agreement_share',
+           'check_precision', 'choose_precision']
 
 # %% ../nbs/api/03_scoring.ipynb #2d809e02
 def lm_parts(model)->tuple:
@@ -101,10 +102,14 @@ def padding_waste(lengths, batches)->float:
     return sum(len(b) * max(lengths[i] for i in b) for b in batches) / real - 1
 
 # %% ../nbs/api/03_scoring.ipynb #d7eaf72b
+def scored_positions(r:dict)->np.ndarray:
+    "Positions `t` ≥ 1 of row `r` whose token is scored (`labels[t]` ≠ −100): the token predicted from `t − 1`."
+    return np.flatnonzero(r['labels'][1:] != -100) + 1
+
 def scored_part(r:dict)->dict|None:
     "Row `r` cut after its last scored token (later positions change no score); None if no token of it is scored."
-    p = np.flatnonzero(r['labels'][1:] != -100)
-    return dict(r, input_ids=r['input_ids'][:p[-1] + 2], labels=r['labels'][:p[-1] + 2]) if len(p) else None
+    p = scored_positions(r)
+    return dict(r, input_ids=r['input_ids'][:p[-1] + 1], labels=r['labels'][:p[-1] + 1]) if len(p) else None
 
 def run_account(rows:list)->dict:
     "What scoring `rows` runs: samples skipped (no scored token), tokens run (up to each last scored token), tokens."
@@ -132,6 +137,14 @@ class LossStore:
                 out[r['id']] = (np.asarray(r['pos'], np.int32), np.asarray(r['token'], np.int32),
                                 np.asarray(r['loss'], np.float32)) + ((np.asarray(r['hit'], bool),) if hits else ())
         return out
+
+def zero_losses(tp)->dict:
+    "A `LossStore.read()` dict with zero loss at every scored token of `tp`: a `full` selection needs no forward pass."
+    out = {}
+    for r in tp.rows:
+        pos = scored_positions(r).astype(np.int32)
+        out[r['id']] = (pos, r['input_ids'][pos].astype(np.int32), np.zeros(len(pos), np.float32))
+    return out
 
 # %% ../nbs/api/03_scoring.ipynb #cd667062
 def check_token_nll(model, batch:dict, precision:str='fp32', # a padded batch with labels; the autocast precision
@@ -162,7 +175,7 @@ def _check_finite(loss:torch.Tensor, rows:list, counts:list):
 
 def _record(r:dict)->dict:
     "The loss record of row `r`, its losses still empty."
-    pos = np.nonzero(r['labels'][1:] != -100)[0] + 1
+    pos = scored_positions(r)
     return dict(id=r['id'], pos=pos.tolist(), token=r['input_ids'][pos].tolist(), loss=[], hit=[])
 
 def _shard_losses(model, rows:list, pad_id:int, max_tokens:int, bar=None, precision:str='fp32')->list:
@@ -214,14 +227,14 @@ def token_losses(model, tp, # a model (or `PeftModel`) and a `TokenizedPool`
                 store.write_shard(s, _shard_losses(model, rows, pad_id, max_tokens, bar, precision))
     finally: model.train(was_training)
     bar.close()
-    _barrier(world)
+    barrier()
     if rank != 0 or not all(store.shard(s).exists() for s in range(len(shards))):
-        _barrier(world)
+        barrier()
         return store
     save_json(dict(key=key, pool_key=tp.key, model=fingerprint(model, adapter), adapter=adapter, n_samples=len(tp),
                    n_shards=len(shards), shard_size=shard_size, max_len=tp.max_len, template=tp.template,
                    precision=precision, head_precision='fp32', run=acc, **(provenance or {})), store.path/'meta.json')
-    _barrier(world)
+    barrier()
     return store
 
 def _probe(tp, idx:list, pad_id:int, device, n:int=2, cut:int=512)->dict:
@@ -230,10 +243,6 @@ def _probe(tp, idx:list, pad_id:int, device, n:int=2, cut:int=512)->dict:
     rows = sorted((r for r in rows if (r['labels'][1:] != -100).any()), key=lambda r: len(r['input_ids']))[:n]
     return {k: v.to(device) for k, v in collate(rows or [tp[idx[0]]], pad_id).items()}
 
-def _barrier(world:int):
-    "Wait for all processes when running under `torch.distributed`."
-    import torch.distributed as dist
-    if world > 1 and dist.is_available() and dist.is_initialized(): dist.barrier()
 
 # %% ../nbs/api/03_scoring.ipynb #39506901
 def process_losses(model, tp, root:str|Path, # as for `token_losses`

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 from .core import *
 from .models import fingerprint, is_main, barrier
-from .tokenizing import TokenizedPool
-from .scoring import join_scores
+from .scoring import join_scores, zero_losses
 from .selection import select, apply_selection, summarise, score_kinds
 from .training import train
 from .study import *
@@ -39,22 +38,13 @@ def _resume_rounds(st:Study, d:Path, control:bool=False, seed:int=0)->tuple:
     m = with_adapter(st, d/f'round-{len(done) - 1}'/'adapter', trainable=True) if done else _start(st, control, seed)
     return m, done
 
-# %% ../nbs/api/07b_self_evolving.ipynb #d3c77952
-def _all_tokens(tp:TokenizedPool)->dict:
-    "Zero 'losses' at every trained position of `tp`: enough for a 'full' selection, with no forward pass."
-    out = {}
-    for r in tp.rows:
-        pos = (np.nonzero(r['labels'][1:] != -100)[0] + 1).astype(np.int32)
-        out[r['id']] = (pos, r['input_ids'][pos].astype(np.int32), np.zeros(len(pos), np.float32))
-    return out
-
 # %% ../nbs/api/07b_self_evolving.ipynb #597b71e2
 def _round(st:Study, m, t:int, idx:list, base:dict|None, seed:int, d:Path, clean:bool=True)->tuple:
     "Run round `t` on pool rows `idx` (all tokens unless `clean`); save it; (its record, the model to go on with)."
     part = st.pool.subset(idx, name=f'chunk-{t}')
     rec = dict(round=t, chunk=[idx[0], idx[-1] + 1], n_samples=len(idx))
     if not clean or (t == 0 and st.cfg.first_reference == 'chunk0'):
-        sel = select(join_scores(part, _all_tokens(part), _all_tokens(part)), 'full')
+        sel = select(join_scores(part, zero_losses(part), zero_losses(part)), 'full')
     else:
         ref = _losses(st, m, part, adapter=True, desc=f'round {t}: reference')
         rec['reference_fp'] = load_json(ref.path/'meta.json')['model']
@@ -93,5 +83,5 @@ def _chain_rates(st:Study, d:Path, n:int)->dict:
     "Selection rates by kind of the whole chain (its rounds' keep masks, in pool order), when the pool has kinds."
     if not st.pool.kinds: return {}
     keep = np.concatenate([np.load(d/f'round-{t}'/'keep.npy') for t in range(n)])
-    every = _all_tokens(st.pool)
+    every = zero_losses(st.pool)
     return kind_rates_of(st, keep, score_kinds(join_scores(st.pool, every, every), st.pool.rows))
