@@ -22,9 +22,10 @@ __all__ = ['PAPER_METHODS', 'METHOD_RULE', 'ALL_METHODS', 'METRICS', 'MIN_LEN', 
 PAPER_METHODS = ('full', 'random', 'rho', 'fixed', 'self_evolving')   # the paper's table, the default
 # the selection rule of each method that selects once from the pool's scores
 METHOD_RULE = dict(full='full', random='random', rho='per_sample', fixed='global', oracle='oracle',
-                   base_loss='base_loss', low_base_loss='low_base_loss', low_ref_loss='low_ref_loss')
-ALL_METHODS = PAPER_METHODS + ('self_evolving_control', 'oracle', 'base_loss', 'low_base_loss', 'low_ref_loss', 'base',
-                                'reference')
+                   base_loss='base_loss', low_base_loss='low_base_loss', low_ref_loss='low_ref_loss',
+                   kind_matched='kind_matched')
+ALL_METHODS = PAPER_METHODS + ('self_evolving_control', 'oracle', 'base_loss', 'low_base_loss', 'low_ref_loss',
+                                'kind_matched', 'base', 'reference')
 METRICS = ('response_nll', 'span_nll', 'span_exact')   # held-out metrics per item (the study notebook)
 
 @dataclass

@@ -12,9 +12,9 @@ from .core import *
 from .scoring import Scores
 
 # %% auto #0
-__all__ = ['METHODS', 'check_k', 'top_k_mask', 'per_sample_mask', 'random_mask', 'full_mask', 'oracle_mask', 'Selection',
-           'select', 'reference_check', 'labels_for', 'apply_selection', 'summarise', 'format_summary', 'score_kinds',
-           'rates', 'kind_rates', 'save_selection', 'load_selection']
+__all__ = ['METHODS', 'check_k', 'top_k_mask', 'per_sample_mask', 'random_mask', 'full_mask', 'oracle_mask', 'matched_mask',
+           'Selection', 'select', 'reference_check', 'labels_for', 'apply_selection', 'summarise', 'format_summary',
+           'score_kinds', 'rates', 'kind_rates', 'save_selection', 'load_selection']
 
 # %% ../nbs/api/04_selection.ipynb #5fd73dbf
 def check_k(k:float)->float:
@@ -71,8 +71,22 @@ def oracle_mask(kind:np.ndarray, # kind code per token (−1: none)
         keep[rng.permutation(group)[:left] if len(group) > left else group] = True
     return keep
 
+# %% ../nbs/api/04_selection.ipynb #9a187ea3
+def matched_mask(kind:np.ndarray, # kind code per token (−1: none)
+                 like:np.ndarray, # the keep mask whose count per kind is matched (e.g. `global`'s)
+                 seed:int=42)->np.ndarray:
+    "Keep, in each kind, as many tokens as `like` keeps there, chosen at random."
+    kind, like, rng = np.asarray(kind), np.asarray(like, bool), np.random.default_rng(seed)
+    if kind.shape != like.shape: raise TokencleanError(f"kind has {kind.shape} tokens, the mask {like.shape}")
+    keep = np.zeros(len(kind), bool)
+    for c in np.unique(kind):
+        idx = np.flatnonzero(kind == c)
+        keep[rng.choice(idx, int(like[idx].sum()), replace=False)] = True
+    return keep
+
 # %% ../nbs/api/04_selection.ipynb #040ac31b
-METHODS = ('global', 'per_sample', 'random', 'full', 'base_loss', 'low_base_loss', 'low_ref_loss', 'oracle')
+METHODS = ('global', 'per_sample', 'random', 'full', 'base_loss', 'low_base_loss', 'low_ref_loss', 'oracle',
+           'kind_matched')
 
 @dataclass
 class Selection:
@@ -87,7 +101,7 @@ class Selection:
     def n_kept(self)->int: return int(self.keep.sum())
 
 def select(sc:Scores, method:str='global', k:float=0.6, seed:int=42,
-           kind:np.ndarray|None=None, # 'oracle': kind code of every scored token (`score_kinds`)
+           kind:np.ndarray|None=None, # 'oracle', 'kind_matched': kind code of each scored token (`score_kinds`)
            prefer:list|None=None,     # 'oracle': kind codes kept first, in this order
           )->Selection:
     "Apply selection `method` (one of `METHODS`) to scores `sc`."
@@ -99,12 +113,15 @@ def select(sc:Scores, method:str='global', k:float=0.6, seed:int=42,
         if kind is None or not prefer:
             raise TokencleanError("the 'oracle' rule needs annotated kinds (spans) and the kinds to prefer")
         keep = oracle_mask(kind, prefer, k, seed)
+    elif method == 'kind_matched':
+        if kind is None: raise TokencleanError("the 'kind_matched' rule needs annotated kinds (spans)")
+        keep = matched_mask(kind, top_k_mask(sc.score, k), seed)
     elif method == 'per_sample': keep = per_sample_mask(sc.score, sc.offsets, k)
     elif method == 'random': keep = random_mask(len(sc), k, seed)
     elif method == 'full': keep = full_mask(len(sc))
     else: raise TokencleanError(f"selection method must be one of {METHODS}, not {method!r}{closest(method, METHODS)}")
     return Selection(sc, keep, method, 1.0 if method == 'full' else check_k(k),
-                     seed if method in ('random', 'oracle') else None)
+                     seed if method in ('random', 'oracle', 'kind_matched') else None)
 
 # %% ../nbs/api/04_selection.ipynb #380b5ae8
 def reference_check(sc:Scores, k:float=0.6)->dict:
