@@ -12,10 +12,10 @@ from .eval_tasks import *
 from .tydiqa import *
 
 # %% auto #0
-__all__ = ['task_spec', 'gold_logprob', 'eval_items', 'evaluate', 'no_bars', 'result_key', 'save_result', 'ONLINE_TASKS',
-           'PAPER_TASKS', 'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES', 'asset_folder',
-           'write_task', 'build_offline_task', 'normalize_answer', 'squad_f1', 'squad_em', 'tydiqa_f1', 'load_tydiqa',
-           'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1', 'tydiqa_agg_em',
+__all__ = ['task_spec', 'offline_n', 'gold_logprob', 'eval_items', 'evaluate', 'no_bars', 'result_key', 'save_result',
+           'ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES',
+           'asset_folder', 'write_task', 'build_offline_task', 'normalize_answer', 'squad_f1', 'squad_em', 'tydiqa_f1',
+           'load_tydiqa', 'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1', 'tydiqa_agg_em',
            'build_tydiqa_task']
 
 # %% ../nbs/api/09a_evaluation.ipynb #9b4dc841
@@ -35,6 +35,10 @@ def task_spec(task:str|dict, tok=None, # name or spec; tokenizer (for `tydiqa`)
     t = ONLINE_TASKS.get(task, dict(task=task, metric=None, num_fewshot=None))
     return dict(name=task, task=t['task'], include=None, num_fewshot=t['num_fewshot'], shots_in_prompt=0,
                 metric=t['metric'], online=task, source='lm-eval')
+
+def offline_n(limit:int|float|None)->int:
+    "Items drawn from an offline task for lm-eval's `limit`: `DEFAULT_N`, or `limit` where it asks for more."
+    return max(DEFAULT_N, limit) if isinstance(limit, int) and not isinstance(limit, bool) else DEFAULT_N
 
 # %% ../nbs/api/09a_evaluation.ipynb #1d7cf498
 def _seeds(seed:int|None)->dict:
@@ -190,7 +194,7 @@ def _run_record(model, tok, r:dict, limit, batch_size, seeds:dict, meta:dict|Non
 # %% ../nbs/api/09a_evaluation.ipynb #fc6c3c67
 def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an lm-eval `LM`; its tokenizer
              tasks:list, # names (see `task_spec`) or specs
-             limit:int|float|None=None, # items per task (testing only; <1: a fraction)
+             limit:int|float|None=None, # items per task (<1: a fraction); an offline task draws `offline_n(limit)`
              batch_size:int|str|None=None, seed:int|None=None, # None: 'auto' on CUDA, 1 elsewhere; seed (None: CLI's)
              num_fewshot:int|None=None, # None: each task's own (MMLU 5); an int overrides all
              log_samples:bool=False, meta:dict|None=None, # keep per-item outputs; the run (method, data, seed...)
@@ -201,7 +205,7 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
     import torch
     from lm_eval.api.model import LM
     from lm_eval.models.huggingface import HFLM
-    specs, bs = [task_spec(t, tok) for t in tasks], _batch_size(model, batch_size)
+    specs, bs = [task_spec(t, tok, n=offline_n(limit)) for t in tasks], _batch_size(model, batch_size)
     groups, out, items = defaultdict(list), dict(results={}, record=dict(tasks={}), samples={}), []
     for s in specs: groups[num_fewshot if num_fewshot is not None else s['num_fewshot']].append(s)
     with _eval_mode(model), torch.no_grad(), (contextlib.nullcontext() if progress else no_bars()):
