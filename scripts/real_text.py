@@ -1,0 +1,77 @@
+"""Run (or resume) the real-text study, design v2 (nbs/studies/04_real_pool.ipynb), seed by seed, committing each seed.
+
+  OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py                      # one process, every seed
+  OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py --worker 0/2 &       # two processes: seeds split by
+  OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py --worker 1/2 &       # position (41, 43 | 42)
+  ... --pilot fp32|bf16   the pilot (a small pool, one seed, 40 items per task): nbs/assets/real_text/pilot-<p>/
+
+Both references (configs/studies/real_text_a.yaml, real_text_b.yaml) run through `run_study`; the shared stages
+(warm-ups, scoring, base) run once under a file lock. Per seed it writes ASSETS/items-s<seed>.csv.gz (long format:
+experiment, arm, seed, item, metric, value, reference, cluster, task) and runs-s<seed>.json (steps, tokens, wall
+times, CPU), then commits only ASSETS. A finished seed is skipped; an interrupted one resumes from the run cache.
+"""
+import argparse, dataclasses, fcntl, os, subprocess, sys, time
+from pathlib import Path
+from tokenclean.core import set_threads, Timer, save_json
+from tokenclean.config import load_config
+from tokenclean.studies.real_pool import prepare, seedless_items, seed_items, write_items, cpu_model, contamination
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = [ROOT/'configs'/'studies'/f'real_text_{r}.yaml' for r in 'ab']
+PILOT = dict(generator_args=dict(n_pool=48, n_heldout=24, n_warmup=12, n_drift=24, max_tokens=320), eval_limit=40,
+             seeds=[41])
+
+def log(*a): print(time.strftime('%H:%M:%S'), *a, flush=True)
+
+def commit(paths:list, msg:str, tries:int=30):
+    "Commit only `paths` (retrying while another process holds git's index lock)."
+    for _ in range(tries):
+        add = subprocess.run(['git', 'add', '--', *map(str, paths)], cwd=ROOT, capture_output=True, text=True)
+        if add.returncode == 0:
+            c = subprocess.run(['git', 'commit', '-m', msg, '--', *map(str, paths)], cwd=ROOT, capture_output=True,
+                               text=True)
+            if c.returncode == 0 or 'nothing to commit' in c.stdout + c.stderr: return log('committed:', msg)
+            if 'index.lock' not in c.stderr: return log('commit failed:', c.stderr.strip()[:300])
+        elif 'index.lock' not in add.stderr: return log('git add failed:', add.stderr.strip()[:300])
+        time.sleep(5)
+    log('commit gave up (index.lock)')
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--worker', default='0/1', help='i/n: this process runs the seeds at positions i, i+n, ...')
+    ap.add_argument('--assets', default=str(ROOT/'nbs'/'assets'/'real_text'))
+    ap.add_argument('--pilot', choices=['fp32', 'bf16'], help='the pilot at this training precision')
+    ap.add_argument('--no-commit', action='store_true')
+    a = ap.parse_args()
+    i, n = map(int, a.worker.split('/'))
+    threads = set_threads()
+    over = dict(PILOT, precision=a.pilot, out=f'runs/real_text_pilot-{a.pilot}') if a.pilot else {}
+    cfgs = [load_config(p, **over) for p in CONFIGS]
+    if a.pilot: cfgs = [dataclasses.replace(cfgs[0], methods=['base', 'full', 'random', 'fixed']), cfgs[1]]
+    assets = Path(a.assets)/(f'pilot-{a.pilot}' if a.pilot else '')
+    assets.mkdir(parents=True, exist_ok=True)
+    log(f'worker {i}/{n}, {threads} thread(s), {cpu_model()}, precision {cfgs[0].precision}, assets {assets}')
+    Path(cfgs[0].out).mkdir(parents=True, exist_ok=True)
+    with open(Path(cfgs[0].out)/'.prepare.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)                       # the shared stages: one process at a time
+        sts, wall = prepare(cfgs)
+        if not (assets/'items-seedless.csv.gz').exists():
+            log(f"prepared: {wall}")
+            items, recs = seedless_items(cfgs, sts)
+            files = write_items(items, recs, assets, 'seedless')
+            save_json(dict(wall_s=wall, cpu=cpu_model(), threads=threads), assets/"prepare.json")
+            c = cfgs[0]
+            save_json(contamination(next(iter(sts.values())), c.eval_tasks, c.eval_limit), assets/'contamination.json')
+            if not a.no_commit: commit([assets], f'real-text study: base and references ({assets.name})')
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    for seed in cfgs[0].seeds[i::n]:
+        if (assets/f'items-s{seed}.csv.gz').exists():
+            log(f'seed {seed}: done before'); continue
+        log(f'seed {seed}: running')
+        with Timer() as t: items, recs = seed_items(cfgs, sts, seed)
+        write_items(items, [dict(r, seed_wall_s=round(t.s, 1)) for r in recs], assets, f's{seed}')
+        log(f'seed {seed}: {len(recs)} runs, {len(items)} rows in {t.s/60:.0f} min')
+        if not a.no_commit: commit([assets], f'real-text study: seed {seed} ({assets.name})')
+    log('finished')
+
+if __name__ == '__main__': main()
