@@ -10,7 +10,8 @@ Both references (configs/studies/real_text_a.yaml, real_text_b.yaml) run through
 experiment, arm, seed, item, metric, value, reference, cluster, task) and runs-s<seed>.json (steps, tokens, wall
 times, CPU), then commits only ASSETS. A finished seed is skipped; an interrupted one resumes from the run cache.
 """
-import argparse, dataclasses, fcntl, os, subprocess, sys, time
+import argparse, dataclasses, fcntl, subprocess, time
+import yaml
 from pathlib import Path
 from tokenclean.core import set_threads, Timer, save_json
 from tokenclean.config import load_config
@@ -42,10 +43,12 @@ def main():
     ap.add_argument('--assets', default=str(ROOT/'nbs'/'assets'/'real_text'))
     ap.add_argument('--pilot', choices=['fp32', 'bf16'], help='the pilot at this training precision')
     ap.add_argument('--no-commit', action='store_true')
+    ap.add_argument('--set', action='append', default=[], metavar='KEY=YAML', help='override a config key (both presets)')
     a = ap.parse_args()
     i, n = map(int, a.worker.split('/'))
     threads = set_threads()
     over = dict(PILOT, precision=a.pilot, out=f'runs/real_text_pilot-{a.pilot}') if a.pilot else {}
+    over.update({k: yaml.safe_load(v) for k, v in (kv.split('=', 1) for kv in a.set)})
     cfgs = [load_config(p, **over) for p in CONFIGS]
     if a.pilot: cfgs = [dataclasses.replace(cfgs[0], methods=['base', 'full', 'random', 'fixed']), cfgs[1]]
     assets = Path(a.assets)/(f'pilot-{a.pilot}' if a.pilot else '')
