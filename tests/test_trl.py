@@ -1,6 +1,7 @@
 """A tokenclean export trains unchanged with TRL's `SFTTrainer` and with `transformers.Trainer` (packaged SmolLM2, small
 LoRA): each trainer's loss on a batch is tokenclean's masked loss, a rejected token has no effect on the gradient, and TRL
-drops exactly the samples the account says it drops."""
+drops exactly the samples the account says it drops. The token rules (`tokenclean.trl_loss`) give, as
+TRL's `compute_loss_func`, the loss and gradient of tokenclean's own `train_step`."""
 import math, warnings
 import numpy as np
 import pytest, torch
@@ -118,5 +119,45 @@ def test_transformers_trainer(export, tmp_path):
         b = collator([dict(as_example(r), attention_mask=[1] * len(r['input_ids'])) for r in batch])
         return tr.compute_loss(tr.model, dict(b))
     check_loss_and_gradient(tr.model, hf_loss, [r for r in rows if (r['labels'] != -100).any()], tok.pad_token_id)
+    out = tr.train()
+    assert out.global_step == 3 and math.isfinite(out.training_loss)
+
+@pytest.mark.parametrize('rule', ['dft', 'online', 'entropy', 'prob_threshold'])
+def test_sft_trainer_token_rules(export, tmp_path, rule):
+    "`TokenRuleLoss` as TRL's `compute_loss_func` (with `BaseLossCollator`): loss and gradient = tokenclean's `train_step`."
+    from trl import SFTConfig, SFTTrainer
+    from tokenclean.models import load_model
+    from tokenclean.training import TrainConfig, train_step
+    from tokenclean.trl_loss import BaseLossCollator, TokenRuleLoss
+    tok, rows, acc, ds = export
+    rng = np.random.default_rng(0)   # stored base losses: random, so that no two scores base − current tie
+    base = [np.where(r['labels'] != -100, rng.normal(3, 1, len(r['labels'])), np.nan).astype(np.float32) for r in rows]
+    ds = ds.add_column('base_loss', [b.tolist() for b in base])
+    by_id = {r['id']: dict(r, base_loss=b) for r, b in zip(rows, base)}
+    args = SFTConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-4, bf16=False,
+                     use_cpu=True, logging_steps=1, save_strategy='no', report_to='none', disable_tqdm=True,
+                     shuffle_dataset=False, gradient_checkpointing=False, seed=0, remove_unused_columns=False)
+    loss = TokenRuleLoss(rule)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        tr = SFTTrainer(model=load_model(MODEL, device='cpu'), args=args, train_dataset=ds, processing_class=tok,
+                        peft_config=lora(), compute_loss_func=loss)
+    tr.data_collator = BaseLossCollator(tr.data_collator)
+    loss.attach(tr.model)
+    kept = [by_id[i] for i in tr.train_dataset['id']][:4]
+    model = tr.model
+    model.train()
+    b = tr.data_collator([dict(as_example(r), base_loss=r['base_loss'].tolist()) for r in kept])
+    a = tr.compute_loss(model, dict(b))
+    ga = torch.cat([g.flatten() for g in grads(model, a)])
+    stats = dict(skipped_steps=0, skipped_micro_batches=0, trained_tokens=0)
+    ours = train_step(model, kept, [0, 1, 2, 3], TrainConfig(micro_batch=4, rule=rule), tok.pad_token_id, stats)
+    gb = torch.cat([p.grad.detach().flatten().clone() for p in model.parameters() if p.requires_grad])
+    model.zero_grad(set_to_none=True)
+    assert math.isclose(a.item(), ours, rel_tol=1e-5), (rule, a.item(), ours)
+    assert (ga - gb).norm() <= 1e-4 * gb.norm(), (rule, (ga - gb).norm(), gb.norm())
+    n = sum(int((r['labels'][1:] != -100).sum()) for r in kept)
+    if rule == 'online': assert stats['token_weight'] == math.floor(0.6 * n)
+    if rule == 'prob_threshold': assert 0 < stats['token_weight'] < n     # ProFit's τ = 0.1 keeps some, masks others
     out = tr.train()
     assert out.global_step == 3 and math.isfinite(out.training_loss)

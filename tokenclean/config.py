@@ -12,20 +12,22 @@ from .models import pick_device, LORA_TARGETS
 from .training import TrainConfig
 
 # %% auto #0
-__all__ = ['PAPER_METHODS', 'METHOD_RULE', 'ALL_METHODS', 'METRICS', 'MIN_LEN', 'CPU_PRECISION', 'GPU_TFLOPS', 'NOT_IN_KEY',
-           'StudyConfig', 'make_config', 'load_config', 'preset_dirs', 'presets', 'read_config', 'validate',
-           'model_config', 'model_shape', 'train_memory_gb', 'memory_plan', 'cpu_bf16', 'resolve_precision',
-           'plan_study', 'format_plan', 'stage_hours', 'time_plan', 'slug', 'config_key', 'resolved_quant',
-           'check_eval_tasks', 'check_lora_targets', 'check_out', 'check_data_specs', 'preflight']
+__all__ = ['PAPER_METHODS', 'TOKEN_RULE_METHODS', 'METHOD_RULE', 'ALL_METHODS', 'METRICS', 'MIN_LEN', 'CPU_PRECISION',
+           'GPU_TFLOPS', 'NOT_IN_KEY', 'StudyConfig', 'make_config', 'load_config', 'preset_dirs', 'presets',
+           'read_config', 'validate', 'model_config', 'model_shape', 'train_memory_gb', 'memory_plan', 'cpu_bf16',
+           'resolve_precision', 'plan_study', 'format_plan', 'stage_hours', 'time_plan', 'slug', 'config_key',
+           'resolved_quant', 'check_eval_tasks', 'check_lora_targets', 'check_out', 'check_data_specs', 'preflight']
 
 # %% ../nbs/api/06_config.ipynb #6118aa2f
 PAPER_METHODS = ('full', 'random', 'rho', 'fixed', 'self_evolving')   # the paper's table, the default
+TOKEN_RULE_METHODS = ('dft', 'entropy', 'prob_threshold', 'online')  # trained with a per-token rule
 # the selection rule of each method that selects once from the pool's scores
 METHOD_RULE = dict(full='full', random='random', rho='per_sample', fixed='global', oracle='oracle',
                    base_loss='base_loss', low_base_loss='low_base_loss', low_ref_loss='low_ref_loss',
                    kind_matched='kind_matched')
+METHOD_RULE.update({m: 'full' for m in TOKEN_RULE_METHODS})   # all response tokens, weighted while training
 ALL_METHODS = PAPER_METHODS + ('self_evolving_control', 'oracle', 'base_loss', 'low_base_loss', 'low_ref_loss',
-                                'kind_matched', 'base', 'reference')
+                                'kind_matched', 'base', 'reference') + TOKEN_RULE_METHODS
 METRICS = ('response_nll', 'span_nll', 'span_exact')   # held-out metrics per item (the study notebook)
 
 @dataclass
@@ -179,7 +181,9 @@ def _list(key:str, v, eg:str, item=None)->list:
 _TRAIN = dict(lr=dict(eg=1e-4, lo=0, open_lo=True), epochs=dict(eg=1, lo=1, integer=True),
               batch_size=dict(eg=48, lo=1, integer=True), warmup_ratio=dict(eg=0.03, lo=0, hi=1, open_hi=True),
               weight_decay=dict(eg=0.0, lo=0), max_grad_norm=dict(eg=1.0, lo=0, open_lo=True, none=True),
-              seed=dict(eg=42, integer=True), save_every=dict(eg=50, lo=0, integer=True))
+              seed=dict(eg=42, integer=True), save_every=dict(eg=50, lo=0, integer=True),
+              prob_threshold=dict(eg=0.1, lo=0, hi=1, open_lo=True), eaft_alpha=dict(eg=1.0, lo=0),
+              eaft_k=dict(eg=20, lo=2, integer=True))
 
 def _check_train(t:dict)->dict:
     "The `train:` block checked value by value."
@@ -194,6 +198,9 @@ def _check_train(t:dict)->dict:
         if k in t and not isinstance(t[k], bool) and not (k == 'gradient_checkpointing' and t[k] == 'auto'):
             _bad(f'train.{k}', 'true or false' + (' or auto' if k == 'gradient_checkpointing' else ''), t[k], 'false')
     if 'precision' in t: _choice('train.precision', t['precision'], ('fp32', 'bf16', 'fp16'))
+    for k in ('rule', 'rule_k'):   # set by the method: `online` keeps the study's `k`
+        if k in t: _bad(f'train.{k}', f"left out (the methods {', '.join(TOKEN_RULE_METHODS)} set it)", t[k],
+                        'methods: [fixed, online]')
     return t
 
 # %% ../nbs/api/06_config.ipynb #68754417

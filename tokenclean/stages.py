@@ -4,14 +4,16 @@
 
 # %% ../nbs/api/07a_stages.ipynb #896cdc80
 from __future__ import annotations
+import dataclasses
 from pathlib import Path
 import numpy as np
 from .core import *
 from .models import is_main
 from .scoring import join_scores, save_scores, Scores
-from .config import METHOD_RULE
+from .config import METHOD_RULE, TOKEN_RULE_METHODS
 from .selection import select, apply_selection, summarise, format_summary, save_selection, score_kinds, kind_rates
 from .training import train
+from .token_weights import with_base_losses
 from .study import *
 from .study import _losses, _save_config
 
@@ -72,11 +74,15 @@ def train_method(st:Study, method:str, seed:int, sc:Scores)->dict:
         save_selection(sel, d/'selection')
         if st.cfg.progress: print(format_summary(summ))
     rows = apply_selection(sel, [st.pool[i] for i in range(len(st.pool))])
+    tc = train_config(st, seed)
+    if method in TOKEN_RULE_METHODS:   # every response token, weighted while training (`online`: base losses)
+        tc = dataclasses.replace(tc, rule=method, rule_k=st.cfg.k)
+        rows = with_base_losses(rows, sc) if method == 'online' else rows
     m = new_adapter(st, seed)
-    h = train(m, rows, train_config(st, seed), st.tok.pad_token_id, out=d, progress=st.cfg.progress,
-              desc=f'train: {method}')
+    h = train(m, rows, tc, st.tok.pad_token_id, out=d, progress=st.cfg.progress, desc=f'train: {method}')
     extra = dict(selection=summ, trained_tokens=h['trained_tokens'], steps=h['steps'],
-                 skipped_steps=h['skipped_steps'], final_loss=_last(h['history']), **kind_rates_of(st, sel.keep, kind))
+                 skipped_steps=h['skipped_steps'], final_loss=_last(h['history']), token_weight=h.get('token_weight'),
+                 **kind_rates_of(st, sel.keep, kind))
     return finish_run(st, d, unsharded(st, m, d/'adapter'), method, seed, extra)
 
 # %% ../nbs/api/07a_stages.ipynb #73bfbeef

@@ -11,6 +11,7 @@ import numpy as np, torch
 from .core import *
 from .models import autocast, accelerator, processes, is_main, barrier
 from .scoring import token_nll, collate
+from .token_weights import check_rule, token_weights, loss_denominator, online_keep, trained_base
 
 # %% auto #0
 __all__ = ['TrainConfig', 'batch_plan', 'micro_batches', 'n_trained', 'train_step', 'is_sharded', 'save_adapter',
@@ -32,6 +33,12 @@ class TrainConfig:
     save_every:int=50           # steps between resumable checkpoints (0: never)
     gradient_checkpointing:bool|str=False # recompute activations in the backward pass (less memory, ~30% slower)
     precision:str='fp32'        # autocast: 'fp32', 'bf16' or 'fp16' (with gradient scaling)
+    rule:str='mask'             # per-token rule while training (`token_weights.RULES`); 'mask': the labels as given
+    rule_k:float=0.6            # 'online': share of each step's trained tokens kept (top k of base − current)
+    prob_threshold:float=0.1    # 'prob_threshold': ProFit's τ, tokens whose gold probability is below it are masked
+    eaft_alpha:float=1.0        # 'entropy': EAFT's exponent of the normalised top-K entropy
+    eaft_k:int=20               # 'entropy': EAFT's K, the largest logits whose entropy is taken
+    def __post_init__(self): check_rule(self.rule, self.rule_k, self.prob_threshold, self.eaft_alpha, self.eaft_k)
 
 # %% ../nbs/api/05_training.ipynb #aec884a0
 def batch_plan(n:int, cfg:TrainConfig)->list:
@@ -54,40 +61,78 @@ def n_trained(rows:list, idxs:list)->int:
 # %% ../nbs/api/05_training.ipynb #a6076cb8
 class _NLL(torch.nn.Module):
     "`token_nll` as a module, so a DDP or FSDP wrapper sees (and syncs) its forward and backward."
-    def __init__(self, model):
+    def __init__(self, model, top_k:int=0): # `top_k`: also return the normalised top-K entropies (rule 'entropy')
         super().__init__()
-        self.model = model
+        self.model, self.top_k = model, top_k
         self._no_split_modules = getattr(model, '_no_split_modules', None)   # FSDP's default wrap: decoder layers
-    def forward(self, **batch): return token_nll(self.model, **batch).clone()   # FSDP2 wants no view
+    def forward(self, **batch):
+        out = token_nll(self.model, **batch, top_k=self.top_k)
+        return out.clone() if not self.top_k else (out[0].clone(), out[1])   # FSDP2 wants no view
+
+def _rule_top_k(cfg:TrainConfig)->int: return cfg.eaft_k if cfg.rule == 'entropy' else 0
 
 def _my_micro_batches(rows:list, idxs:list, size:int, rank:int, world:int)->list:
     "This process's micro-batches of a step: all of them, or an equal share (padded with `[]`) of several processes."
     mbs = micro_batches(rows, idxs, size)
     return mbs if world == 1 else (mbs + [[]] * (-len(mbs) % world))[rank::world]
 
+def _batch(rows:list, mb:list, idxs:list, pad_id:int, device)->tuple:
+    "(rows, padded tensors on `device`) of micro-batch `mb`; an empty one is a step sample with every label −100."
+    part = [rows[i] for i in mb] or [dict(rows[idxs[0]], labels=np.full_like(rows[idxs[0]]['labels'], -100))]
+    return part, {k: v.to(device) for k, v in collate(part, pad_id).items()}
+
+# %% ../nbs/api/05_training.ipynb #1b971db0
+def _online_keeps(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, fwd=None)->list:
+    "Keep masks of this process's micro-batches: the top `rule_k` of base − current over the whole step."
+    rank, world = processes() if fwd is not None else (0, 1)
+    mbs = micro_batches(rows, idxs, cfg.micro_batch)
+    mine = list(range(len(mbs))) if world == 1 else (list(range(len(mbs))) + [-1] * (-len(mbs) % world))[rank::world]
+    offs = np.concatenate([[0], np.cumsum([n_trained(rows, mb) for mb in mbs])]).astype(int)
+    both, was = torch.zeros(2, offs[-1]), model.training      # the step's (base, current) losses, canonical order
+    model.eval()                                              # scored as the scoring pass scores: no dropout
+    try:
+        with torch.no_grad():
+            for g in mine:
+                if world == 1 and offs[g] == offs[g + 1]: continue
+                part, b = _batch(rows, mbs[g] if g >= 0 else [], idxs, pad_id, model.device)
+                with autocast(model.device, cfg.precision): out = (fwd or _NLL(model))(**b)
+                if g >= 0: both[:, offs[g]:offs[g + 1]] = torch.stack([torch.from_numpy(trained_base(part)),
+                                                                        out.float().cpu()])
+    finally: model.train(was)
+    if world > 1: both = accelerator().reduce(both.to(accelerator().device), 'sum').cpu()   # zero outside each share
+    keep = online_keep(both[0], both[1], cfg.rule_k)
+    return [keep[offs[g]:offs[g + 1]] if g >= 0 else keep[:0] for g in mine]
+
 def train_step(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, stats:dict,
                fwd=None, scaler=None, # the DDP/FSDP wrapper (several processes), fp16's `GradScaler`
               )->float|None:
-    "Accumulate gradients over `idxs`; the step's mean kept-token loss, or None if nothing is kept."
+    "Accumulate gradients over `idxs`; the step's loss under `cfg.rule`, or None if no token is kept."
     total = n_trained(rows, idxs)
-    if total == 0: stats['skipped_steps'] += 1; return None
+    if total == 0 or (cfg.rule == 'online' and math.floor(total * cfg.rule_k + 1e-9) == 0):
+        stats['skipped_steps'] += 1; return None
     rank, world = processes() if fwd is not None else (0, 1)
-    loss_sum, mine = 0.0, _my_micro_batches(rows, idxs, cfg.micro_batch, rank, world)
+    keeps = _online_keeps(model, rows, idxs, cfg, pad_id, fwd) if cfg.rule == 'online' else None
+    denom, top_k = loss_denominator(cfg.rule, total, cfg.rule_k), _rule_top_k(cfg)
+    loss_sum, w_sum, mine = 0.0, 0.0, _my_micro_batches(rows, idxs, cfg.micro_batch, rank, world)
     for j, mb in enumerate(mine):
         if n_trained(rows, mb) == 0:
             stats['skipped_micro_batches'] += 1
             if world == 1: continue
-        part = [rows[i] for i in mb] or [dict(rows[idxs[0]], labels=np.full_like(rows[idxs[0]]['labels'], -100))]
-        b = {k: v.to(model.device) for k, v in collate(part, pad_id).items()}
+        part, b = _batch(rows, mb, idxs, pad_id, model.device)
         with accelerator().no_sync(fwd) if fwd is not None and j < len(mine) - 1 else contextlib.nullcontext():
-            with autocast(model.device, cfg.precision): nll = (fwd or _NLL(model))(**b)
+            with autocast(model.device, cfg.precision): out = (fwd or _NLL(model, top_k))(**b)
+            nll, ent = (out, None) if torch.is_tensor(out) else out
             if not torch.isfinite(nll).all():
                 raise TokencleanError(f"non-finite training loss in a batch of samples {[r['id'] for r in part]}")
-            loss = nll.sum() / total * world            # data parallel averages the gradients of the processes
+            w = None if cfg.rule == 'mask' else token_weights(cfg.rule, nll, ent, keeps[j] if keeps else None,
+                                                               cfg.prob_threshold, cfg.eaft_alpha)
+            s = nll.sum() if w is None else (w * nll).sum()
+            loss = s / denom * world                    # data parallel averages the gradients of the processes
             (scaler.scale(loss) if scaler else loss).backward()
-        loss_sum += nll.sum().item()
+        loss_sum, w_sum = loss_sum + s.item(), w_sum + (len(nll) if w is None else w.sum().item())
     stats['trained_tokens'] += total
-    return _sum_over_processes(loss_sum, world) / total
+    stats['token_weight'] = stats.get('token_weight', 0.0) + _sum_over_processes(w_sum, world)
+    return _sum_over_processes(loss_sum, world) / denom
 
 def _sum_over_processes(x:float, world:int)->float:
     if world == 1: return x
@@ -173,11 +218,11 @@ def _checkpointing(model):
     if hasattr(model, 'enable_input_require_grads'): model.enable_input_require_grads()
 
 # %% ../nbs/api/05_training.ipynb #6e0132c2
-def _data_parallel(model, opt)->tuple:
+def _data_parallel(model, opt, top_k:int=0)->tuple:
     "(loss wrapper, optimizer) by accelerate: DDP, or FSDP under an FSDP config; (None, `opt`) in a single process."
     if processes()[1] == 1: return None, opt
     from accelerate.utils import DistributedType
-    a, nll = accelerator(), _NLL(model)
+    a, nll = accelerator(), _NLL(model, top_k)
     if a.distributed_type == DistributedType.FSDP: return a.prepare(nll, opt)
     if os.environ.get('ACCELERATE_USE_FSDP', '').lower() == 'true':
         warnings.warn(f"the accelerate config asks for FSDP, but accelerate runs these processes as "
@@ -219,7 +264,7 @@ def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenize
           cfg:TrainConfig=TrainConfig(), pad_id:int=0,
           out:str|Path|None=None, # folder for checkpoints and the final adapter (written by the main process)
           progress:bool=True, desc:str='train')->dict:
-    "Masked fine-tuning of `model` on `rows` (DDP or FSDP when launched on several processes)."
+    "Masked (or token-rule weighted) fine-tuning of `model` on `rows` (DDP or FSDP on several processes)."
     from transformers import get_linear_schedule_with_warmup
     from tqdm.auto import tqdm
     plan = batch_plan(len(rows), cfg)
@@ -228,7 +273,7 @@ def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenize
     sched = get_linear_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * len(plan)), len(plan))
     if cfg.gradient_checkpointing: _checkpointing(model)
     model.train()
-    fwd, opt = _data_parallel(model, opt)
+    fwd, opt = _data_parallel(model, opt, _rule_top_k(cfg))
     scaler = _grad_scaler(model.device, processes()[1], _sharded(fwd)) if cfg.precision == 'fp16' else None
     ckpt = Path(out)/'checkpoint.pt' if out else None
     step, history, stats = 0, [], dict(skipped_steps=0, skipped_micro_batches=0, trained_tokens=0)
