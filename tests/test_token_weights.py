@@ -1,6 +1,7 @@
 """Each token-rule method (`dft`, `entropy`, `prob_threshold`, `online`) trains through the study's train stage on a tiny
 study (random 2-layer Llama, real tokenizer and data, one optimizer step): its loss is finite, its token weights are
-those of its rule, and a weighting rule's loss differs from full-token training's."""
+those of its rule, and a weighting rule's loss differs from full-token training's; `online` on two processes
+(torchrun, gloo) takes each step's top k over both and trains as one process does."""
 import math
 import pytest
 
@@ -36,3 +37,59 @@ def test_method_trains_one_step(study, method):
     else: assert 0 < w < n                                                          # weights in (0, 1)
     if method != 'prob_threshold': assert r['final_loss'] != full['final_loss']     # other weights, another loss
     assert full['token_weight'] == n
+
+def base_rows(tok):
+    "`mp_score`'s rows (every fourth sample kept, the rest fully masked) with seeded random stored base losses."
+    import numpy as np
+    import mp_score
+    rng = np.random.default_rng(0)
+    return [dict(r, base_loss=rng.normal(3, 1, len(r['labels'])).astype(np.float32)) for r in mp_score.pool(tok).rows]
+
+ONLINE = dict(rule='online', rule_k=0.5)
+
+def online_job(out:str, rank:int):
+    "One rank of data-parallel `online` training (torchrun): it saves its weights and history."
+    import os, torch
+    import mp_score
+    from tokenclean.models import load_tokenizer
+    from tokenclean.training import TrainConfig, train
+    tok = load_tokenizer('tiny-random')
+    model = mp_score.lora_model()
+    h = train(model, base_rows(tok), TrainConfig(**mp_score.TRAIN, **ONLINE), tok.pad_token_id, progress=False)
+    torch.save(dict(weights={n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
+                    history=h['history'], token_weight=h['token_weight']), os.path.join(out, f'rank{rank}.pt'))
+
+def test_online_two_processes_agree(tmp_path):
+    "Two ranks (torchrun, gloo): the step's top k is taken over both ranks' scores; = one process, ranks in step."
+    import os, subprocess, sys, torch
+    from pathlib import Path
+    here = Path(__file__).parent
+    sys.path.insert(0, str(here))
+    import mp_score
+    from tokenclean.models import load_tokenizer
+    from tokenclean.training import TrainConfig, train
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1',
+               TOKENIZERS_PARALLELISM='false', PYTHONPATH=str(here))
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', __file__, str(tmp_path)]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, f'torchrun failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}'
+    r0, r1 = (torch.load(tmp_path/f'rank{r}.pt') for r in (0, 1))
+    for n in r0['weights']: assert torch.equal(r0['weights'][n], r1['weights'][n]), n
+    tok = load_tokenizer('tiny-random')
+    m = mp_score.lora_model()
+    h = train(m, base_rows(tok), TrainConfig(**mp_score.TRAIN, **ONLINE), tok.pad_token_id, progress=False)
+    assert h['token_weight'] == r0['token_weight'] == r1['token_weight'] > 0      # the same tokens kept in every step
+    assert [l is None for l in h['history']] == [l is None for l in r0['history']]
+    torch.testing.assert_close([l for l in h['history'] if l is not None], [l for l in r0['history'] if l is not None],
+                               rtol=1e-5, atol=0)
+    for n, q in m.named_parameters():
+        if q.requires_grad: torch.testing.assert_close(q.detach(), r0['weights'][n], atol=1e-5, rtol=1e-4)
+
+if __name__ == '__main__':
+    import sys
+    from tokenclean.core import set_threads
+    from tokenclean.models import processes
+    set_threads(1)
+    rank, world = processes()
+    assert world > 1, 'launch with torchrun'
+    online_job(sys.argv[1], rank)
