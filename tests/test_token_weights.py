@@ -1,7 +1,7 @@
-"""Each token-rule method (`dft`, `entropy`, `prob_threshold`, `online`) trains through the study's train stage on a tiny
-study (random 2-layer Llama, real tokenizer and data, one optimizer step): its loss is finite, its token weights are
-those of its rule, and a weighting rule's loss differs from full-token training's; `online` on two processes
-(torchrun, gloo) takes each step's top k over both and trains as one process does."""
+"""Each token-rule method (`dft`, `entropy`, `prob_threshold`, `online`) trains through the study's train stage on
+a tiny study (random 2-layer Llama, real tokenizer and data, one optimizer step): its loss is finite, its token
+weights are those of its rule, and a weighting rule's loss differs from full-token training's; `online` on two
+processes (torchrun, gloo) takes each step's top k over both and trains as one process does."""
 import math
 import pytest
 
@@ -70,7 +70,8 @@ def test_online_two_processes_agree(tmp_path):
     from tokenclean.training import TrainConfig, train
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1',
                TOKENIZERS_PARALLELISM='false', PYTHONPATH=str(here))
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', __file__, str(tmp_path)]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', __file__,
+           str(tmp_path)]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, f'torchrun failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}'
     r0, r1 = (torch.load(tmp_path/f'rank{r}.pt') for r in (0, 1))
