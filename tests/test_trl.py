@@ -161,3 +161,42 @@ def test_sft_trainer_token_rules(export, tmp_path, rule):
     if rule == 'prob_threshold': assert 0 < stats['token_weight'] < n     # ProFit's τ = 0.1 keeps some, masks others
     out = tr.train()
     assert out.global_step == 3 and math.isfinite(out.training_loss)
+
+def test_transformers_trainer_online(export, tmp_path):
+    "`TokenRuleLoss('online')` as `Trainer`'s `compute_loss_func`, base losses through `BaseLossCollator`: = `train_step`."
+    from peft import get_peft_model
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from tokenclean.models import load_model
+    from tokenclean.training import TrainConfig, train_step
+    from tokenclean.trl_loss import BaseLossCollator, TokenRuleLoss
+    import datasets
+    tok, rows, acc, ds = export
+    rng = np.random.default_rng(1)
+    kept = [r for r in rows if (r['labels'] != -100).any()]
+    kept = [dict(r, base_loss=rng.normal(3, 1, len(r['labels'])).astype(np.float32)) for r in kept]
+    data = datasets.Dataset.from_dict(dict(input_ids=[r['input_ids'].tolist() for r in kept],
+                                           attention_mask=[[1] * len(r['input_ids']) for r in kept],
+                                           labels=[r['labels'].tolist() for r in kept],
+                                           base_loss=[r['base_loss'].tolist() for r in kept]))
+    model = get_peft_model(load_model(MODEL, device='cpu'), lora())
+    loss = TokenRuleLoss('online', rule_k=0.5)
+    collator = BaseLossCollator(DataCollatorForSeq2Seq(tok, padding=True))
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-4,
+                             use_cpu=True, save_strategy='no', report_to='none', disable_tqdm=True, seed=0,
+                             remove_unused_columns=False)
+    tr = Trainer(model=model, args=args, train_dataset=data, data_collator=collator, compute_loss_func=loss)
+    loss.attach(tr.model)
+    model.train()
+    b = collator([dict(as_example(r), attention_mask=[1] * len(r['input_ids']), base_loss=r['base_loss'].tolist())
+                  for r in kept[:4]])
+    a = tr.compute_loss(tr.model, dict(b))
+    ga = torch.cat([g.flatten() for g in grads(model, a)])
+    stats = dict(skipped_steps=0, skipped_micro_batches=0, trained_tokens=0)
+    ours = train_step(model, kept[:4], [0, 1, 2, 3], TrainConfig(micro_batch=4, rule='online', rule_k=0.5),
+                      tok.pad_token_id, stats)
+    gb = torch.cat([p.grad.detach().flatten().clone() for p in model.parameters() if p.requires_grad])
+    model.zero_grad(set_to_none=True)
+    assert math.isclose(a.item(), ours, rel_tol=1e-5), (a.item(), ours)
+    assert (ga - gb).norm() <= 1e-4 * gb.norm(), ((ga - gb).norm(), gb.norm())
+    out = tr.train()
+    assert out.global_step == 3 and math.isfinite(out.training_loss)
