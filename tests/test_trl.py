@@ -124,7 +124,7 @@ def test_transformers_trainer(export, tmp_path):
 
 @pytest.mark.parametrize('rule', ['dft', 'online', 'entropy', 'prob_threshold'])
 def test_sft_trainer_token_rules(export, tmp_path, rule):
-    "`TokenRuleLoss` as TRL's `compute_loss_func` (with `BaseLossCollator`): loss and gradient = tokenclean's `train_step`."
+    "`TokenRuleLoss` as TRL's `compute_loss_func` (and `BaseLossCollator`): loss and gradient = `train_step`'s."
     from trl import SFTConfig, SFTTrainer
     from tokenclean.models import load_model
     from tokenclean.training import TrainConfig, train_step
@@ -134,8 +134,8 @@ def test_sft_trainer_token_rules(export, tmp_path, rule):
     base = [np.where(r['labels'] != -100, rng.normal(3, 1, len(r['labels'])), np.nan).astype(np.float32) for r in rows]
     ds = ds.add_column('base_loss', [b.tolist() for b in base])
     by_id = {r['id']: dict(r, base_loss=b) for r, b in zip(rows, base)}
-    args = SFTConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-4, bf16=False,
-                     use_cpu=True, logging_steps=1, save_strategy='no', report_to='none', disable_tqdm=True,
+    args = SFTConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-4,
+                     bf16=False, use_cpu=True, logging_steps=1, save_strategy='no', report_to='none', disable_tqdm=True,
                      shuffle_dataset=False, gradient_checkpointing=False, seed=0, remove_unused_columns=False)
     loss = TokenRuleLoss(rule)
     with warnings.catch_warnings():
@@ -163,7 +163,7 @@ def test_sft_trainer_token_rules(export, tmp_path, rule):
     assert out.global_step == 3 and math.isfinite(out.training_loss)
 
 def test_transformers_trainer_online(export, tmp_path):
-    "`TokenRuleLoss('online')` as `Trainer`'s `compute_loss_func`, base losses through `BaseLossCollator`: = `train_step`."
+    "`TokenRuleLoss('online')` as `Trainer`'s `compute_loss_func` (and `BaseLossCollator`): = `train_step`."
     from peft import get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
     from tokenclean.models import load_model
