@@ -61,19 +61,11 @@ def online_job(out:str, rank:int):
 
 def test_online_two_processes_agree(tmp_path):
     "Two ranks (torchrun, gloo): the step's top k is taken over both ranks' scores; = one process, ranks in step."
-    import os, subprocess, sys, torch
-    from pathlib import Path
-    here = Path(__file__).parent
-    sys.path.insert(0, str(here))
+    import torch
     import mp_score
     from tokenclean.models import load_tokenizer
     from tokenclean.training import TrainConfig, train
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1',
-               TOKENIZERS_PARALLELISM='false', PYTHONPATH=str(here))
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', __file__,
-           str(tmp_path)]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, f'torchrun failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}'
+    torchrun('train', tmp_path)
     r0, r1 = (torch.load(tmp_path/f'rank{r}.pt') for r in (0, 1))
     for n in r0['weights']: assert torch.equal(r0['weights'][n], r1['weights'][n]), n
     tok = load_tokenizer('tiny-random')
@@ -86,11 +78,44 @@ def test_online_two_processes_agree(tmp_path):
     for n, q in m.named_parameters():
         if q.requires_grad: torch.testing.assert_close(q.detach(), r0['weights'][n], atol=1e-5, rtol=1e-4)
 
+def scores_of(rank:int):
+    "Rank `rank`'s scores in the gather test: a length of its own, ties inside and across ranks."
+    import torch
+    g = torch.Generator().manual_seed(rank)
+    return torch.cat([torch.randint(0, 4, (5 + 3 * rank,), generator=g).float(), torch.randn(4, generator=g)])
+
+def gather_job(out:str, rank:int):
+    "`keep_across_processes` on each rank's scores; each rank saves its keep mask."
+    import os, torch
+    from tokenclean.trl_loss import keep_across_processes
+    torch.save(keep_across_processes(scores_of(rank), 0.5), os.path.join(out, f'keep{rank}.pt'))
+
+def torchrun(mode:str, out):
+    "Run this file's `mode` job on 2 processes (torchrun, gloo)."
+    import os, subprocess, sys
+    from pathlib import Path
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1',
+               TOKENIZERS_PARALLELISM='false', PYTHONPATH=str(Path(__file__).parent))
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', __file__, mode,
+           str(out)]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, f'torchrun failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}'
+
+def test_trl_online_threshold_agrees_across_processes(tmp_path):
+    "The TRL loss's `online` keeps, on each of 2 processes, its part of the top k of both processes' scores."
+    import torch
+    from tokenclean.selection import top_k_mask
+    torchrun('gather', tmp_path)
+    both = torch.cat([torch.load(tmp_path/f'keep{r}.pt') for r in (0, 1)])
+    one = top_k_mask(torch.cat([scores_of(0), scores_of(1)]).numpy(), 0.5)
+    assert both.bool().tolist() == one.tolist() and 0 < both.sum() < len(both)
+
 if __name__ == '__main__':
     import sys
+    sys.path.insert(0, str(__import__('pathlib').Path(__file__).parent))
     from tokenclean.core import set_threads
     from tokenclean.models import processes
     set_threads(1)
     rank, world = processes()
     assert world > 1, 'launch with torchrun'
-    online_job(sys.argv[1], rank)
+    (online_job if sys.argv[1] == 'train' else gather_job)(sys.argv[2], rank)
