@@ -123,7 +123,8 @@ def settings_help()->str:
                       *_settings_lines(TrainConfig, cpu.get('train', {}), 'train.', w=w)])
 
 # %% ../nbs/api/11_cli.ipynb #d7e8f9a0
-SELECT_METHODS = tuple(METHOD_RULE) + tuple(r for r in METHODS if r not in METHOD_RULE)  # methods, then rules
+SELECT_METHODS = (tuple(m for m in METHOD_RULE if m not in TOKEN_RULE_METHODS)   # methods, then rules; the token
+                  + tuple(r for r in METHODS if r not in METHOD_RULE))       # rules select nothing
 
 def select_rule(method:str)->str:
     "The selection rule of a study method ('fixed' → 'global', 'rho' → 'per_sample') or of a rule."
