@@ -200,3 +200,27 @@ def test_transformers_trainer_online(export, tmp_path):
     assert (ga - gb).norm() <= 1e-4 * gb.norm(), ((ga - gb).norm(), gb.norm())
     out = tr.train()
     assert out.global_step == 3 and math.isfinite(out.training_loss)
+
+def test_dft_matches_trl_loss_type_dft(export, tmp_path):
+    "tokenclean's `dft` rule is TRL's own `loss_type='dft'` (weights and normalisation): same loss, same gradient."
+    from trl import SFTConfig, SFTTrainer
+    from tokenclean.models import load_model
+    from tokenclean.training import TrainConfig, train_step
+    tok, rows, acc, ds = export
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        args = SFTConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=2, bf16=False, use_cpu=True,
+                         report_to='none', disable_tqdm=True, gradient_checkpointing=False, seed=0, loss_type='dft')
+        tr = SFTTrainer(model=load_model(MODEL, device='cpu'), args=args, train_dataset=ds, processing_class=tok,
+                        peft_config=lora())
+    kept = [r for r in rows if (r['labels'] != -100).any()][:4]
+    model = tr.model
+    model.train()
+    a = tr.compute_loss(model, dict(tr.data_collator([as_example(r) for r in kept])))
+    ga = torch.cat([g.flatten() for g in grads(model, a)])
+    stats = dict(skipped_steps=0, skipped_micro_batches=0, trained_tokens=0)
+    ours = train_step(model, kept, [0, 1, 2, 3], TrainConfig(micro_batch=4, rule='dft'), tok.pad_token_id, stats)
+    gb = torch.cat([p.grad.detach().flatten().clone() for p in model.parameters() if p.requires_grad])
+    model.zero_grad(set_to_none=True)
+    assert math.isclose(a.item(), ours, rel_tol=1e-5), (a.item(), ours)
+    assert (ga - gb).norm() <= 1e-4 * gb.norm(), ((ga - gb).norm(), gb.norm())
