@@ -101,7 +101,8 @@ class Study:
 
     def k(self, method:str)->float:
         "The share of tokens `method` keeps (1.0 for the methods that keep every token)."
-        return 1.0 if method in ('full', 'self_evolving_control') + SEEDLESS else self.cfg.k
+        return 1.0 if method in ('full', 'self_evolving_control', 'dft', 'entropy', 'prob_threshold') + SEEDLESS \
+            else self.cfg.k
 
     def run_dir(self, method:str, seed:int)->Path:
         return self.path(f"{method}-k{self.k(method)}-s{seed}-{config_key(self.cfg, self.plan)}")
