@@ -68,15 +68,16 @@ def matmul_peak(torch, dtype:str='fp32', n:int=2048, reps:int=5)->float:
 
 def peaks(torch)->dict: return dict(fp32=matmul_peak(torch, 'fp32'), bf16=matmul_peak(torch, 'bf16'))
 
-def fixtures():
-    "The authors' 120 chats as a `TokenizedPool` of their own Tulu encoding (max_len 2048)."
+def fixtures(limit:int|None=None):
+    "The authors' 120 chats (the first `limit` of them) as a `TokenizedPool` of their own Tulu encoding (max_len 2048)."
     import numpy as np
     from tokenclean.tokenizing import TokenizedPool
     chats = [json.loads(l) for l in (FX/'chats.jsonl').read_text().splitlines()]
     theirs = [json.loads(l) for l in gzip.open(FX/'authors_outputs.jsonl.gz', 'rt')]
     rows = [dict(id=t['id'], source=c['source'], input_ids=np.asarray(t['input_ids'], np.int32),
                  labels=np.asarray(t['labels'], np.int32)) for c, t in zip(chats, theirs)]
-    return TokenizedPool(rows, {}, 'authors-fixtures-120', 2048, 'tulu', {})
+    rows = rows[:limit]
+    return TokenizedPool(rows, {}, f'authors-fixtures-{len(rows)}', 2048, 'tulu', {})
 
 def scoring_model(torch, args):
     "The packaged model with a LoRA adapter (r 64) whose B is non-zero (so base ≠ reference)."
@@ -126,7 +127,7 @@ def child_score(args)->dict:
     torch = setup(args.threads)
     import numpy as np
     res = dict(variant=args.child, load_start=load())
-    tp = fixtures()
+    tp = fixtures(args.limit)
     model = scoring_model(torch, args)
     fl = flops(model, tp.rows)
     res.update(rss_loaded_mb=rss_mb(), flops=fl, n_samples=len(tp), tokens=int(sum(len(r['input_ids']) for r in tp.rows)),
@@ -174,7 +175,7 @@ def child_train(args)->dict:
     from tokenclean.models import load_model, add_lora, top_layers
     from tokenclean.training import train_step, TrainConfig, frozen_bf16
     res = dict(load_start=load())
-    rows = sorted(fixtures().rows, key=lambda r: len(r['input_ids']))
+    rows = sorted(fixtures(args.limit).rows, key=lambda r: len(r['input_ids']))
     rows = [r for r in rows if (r['labels'][1:] != -100).any()]
     rows = rows[len(rows) // 2: len(rows) // 2 + args.train_rows]          # median-length chats
     rng = np.random.default_rng(0); masked = []
@@ -225,7 +226,7 @@ def run_child(kind:str, args)->dict:
 # ---------------------------------------------------------------------------------- in-process measures
 def padding(args)->dict:
     from tokenclean.scoring import length_batches, padding_waste, scored_part
-    rows = fixtures().rows
+    rows = fixtures(args.limit).rows
     L = [len(r['input_ids']) for r in rows]
     orig = padding_waste(L, [list(range(i, min(i + args.orig_batch, len(L)))) for i in range(0, len(L), args.orig_batch)])
     U = [len(p['input_ids']) for p in map(scored_part, rows) if p is not None]
@@ -279,6 +280,7 @@ def main():
     ap.add_argument('--py-sort-n', type=int, default=1_000_000, help='Python sort size (extrapolated n log n)')
     ap.add_argument('--train-rows', type=int, default=8)
     ap.add_argument('--train-reps', type=int, default=2)
+    ap.add_argument('--limit', type=int, help="only the first LIMIT chats (whole batches of the original: a multiple of 4)")
     ap.add_argument('--variants', default='orig,tc,tc_bf16,train,orig,tc',
                     help='children in this order; a repeated one runs again (A, B, A, B) and its best run counts')
     ap.add_argument('--bf16-anyway', action='store_true', help='time bf16 scoring even where the check fails')

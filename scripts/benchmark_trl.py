@@ -3,6 +3,11 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/benchmark_trl.py [--reps 2] [--steps 20] [--batch 2] [--json OUT]
 
+In pieces (one round each, the order rotated by `--first-rep`), then merged into one result:
+
+    ... benchmark_trl.py --reps 1 --first-rep 0 --json r0.json; ... --reps 1 --first-rep 1 --json r1.json
+    ... benchmark_trl.py --merge r0.json,r1.json --json OUT
+
 The data is a tokenclean export (`tokenclean.export.export_cleaned`: pre-tokenized `labels`, 60% of the response
 tokens kept by a seeded random selection) of a seeded slice of the default pool; the model is the packaged
 SmolLM2-135M-Instruct with the same LoRA (r=16, alpha=32, no dropout, the seven projections) in every variant; every
@@ -179,8 +184,11 @@ def main():
     ap.add_argument('--max-len', type=int, default=128); ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--variants', default=','.join(VARIANTS)); ap.add_argument('--json')
     ap.add_argument('--child'); ap.add_argument('--data')
+    ap.add_argument('--first-rep', type=int, default=0, help='number of the first round (to rotate the order on)')
+    ap.add_argument('--merge', help='only merge the runs of these JSON files (comma-separated) into --json')
     args = ap.parse_args()
     if args.child: return child(args)
+    if args.merge: return merge(args)
     setup(args.threads)
     import torch, transformers, trl, tokenclean
     variants, t0, load0 = args.variants.split(','), time.time(), os.getloadavg()
@@ -189,14 +197,38 @@ def main():
         info = make_export(Path(data), (args.steps + 1) * args.batch, args.seed, args.max_len)
         print(f"data: {info['samples']} samples, {info['tokens']:,} tokens, {info['kept']:,} kept", flush=True)
         runs = []
-        for rep in range(args.reps):
+        for rep in range(args.first_rep, args.first_rep + args.reps):
             order = variants[rep % len(variants):] + variants[:rep % len(variants)]     # rotate: no variant always first
             for v in order:
                 r = spawn(v, data, args); r['rep'] = rep; runs.append(r)
                 print(f"rep {rep} {v:12s} {r['tokens_per_cpu_s']:7.1f} tok/CPU-s {r['tokens_per_s']:7.1f} tok/s "
                       f"train mem {r['train_mem_mb']:6.0f} MB peak RSS {r['peak_rss_mb']:6.0f} MB loss0 {r['first_loss']:.4f}",
                       flush=True)
-    by = {v: [r for r in runs if r['variant'] == v] for v in variants}
+    res = dict(machine=dict(cpu=cpu_name(), cores=os.cpu_count(), threads=args.threads,
+                            torch=torch.__version__, transformers=transformers.__version__, trl=trl.__version__,
+                            tokenclean=tokenclean.__version__, load_avg_start=load0, load_avg_end=os.getloadavg()),
+               config=dict(model=MODEL, lora=dict(LORA, targets=TARGETS), batch=args.batch, steps=args.steps, reps=args.reps,
+                           max_len=args.max_len, seed=args.seed, optimizer='torch AdamW, lr 1e-4 constant'),
+               data=info, runs=runs, total_s=time.time() - t0)
+    finish(res, variants, args.json)
+
+def merge(args):
+    "One result from several runs of this script with the same settings (each its own rounds), e.g. run in pieces."
+    parts = [json.loads(Path(p).read_text()) for p in args.merge.split(',')]
+    a = parts[0]
+    for p in parts[1:]:
+        assert p['config'] == {**a['config'], 'reps': p['config']['reps']} and p['data'] == a['data'], 'different settings'
+    runs = [r for p in parts for r in p['runs']]
+    variants = list(dict.fromkeys(r['variant'] for r in runs))
+    res = dict(a, runs=runs, total_s=sum(p['total_s'] for p in parts), pieces=[p['machine'] for p in parts],
+               config=dict(a['config'], reps=len({r['rep'] for r in runs})),
+               machine=dict(a['machine'], load_avg_end=parts[-1]['machine']['load_avg_end']))
+    finish(res, variants, args.json)
+
+def finish(res:dict, variants:list, out:str|None):
+    "Medians, spreads and per-round ratios of `res['runs']`; printed, and written to `out`."
+    runs = res['runs']
+    by = {v: sorted([r for r in runs if r['variant'] == v], key=lambda r: r['rep']) for v in variants}
     stats = {v: {k: summary([r[k] for r in rs]) for k in ('tokens_per_cpu_s', 'tokens_per_s', 'train_mem_mb', 'peak_rss_mb')}
              for v, rs in by.items()}
     ratios = {}
@@ -208,16 +240,11 @@ def main():
             speed_wall=summary([x['tokens_per_s'] / y['tokens_per_s'] for x, y in pair]),
             train_mem=summary([x['train_mem_mb'] / y['train_mem_mb'] for x, y in pair]),
             peak_rss=summary([x['peak_rss_mb'] / y['peak_rss_mb'] for x, y in pair]))
-    res = dict(machine=dict(cpu=cpu_name(), cores=os.cpu_count(), threads=args.threads,
-                            torch=torch.__version__, transformers=transformers.__version__, trl=trl.__version__,
-                            tokenclean=tokenclean.__version__, load_avg_start=load0, load_avg_end=os.getloadavg()),
-               config=dict(model=MODEL, lora=dict(LORA, targets=TARGETS), batch=args.batch, steps=args.steps, reps=args.reps,
-                           max_len=args.max_len, seed=args.seed, optimizer='torch AdamW, lr 1e-4 constant'),
-               data=info, runs=runs, stats=stats, ratios=ratios, total_s=time.time() - t0)
+    res.update(stats=stats, ratios=ratios)
     for k, r in ratios.items():
         print(f"{k:24s} speed (CPU) {r['speed_cpu']['median']:.2f}x [{r['speed_cpu']['min']:.2f}-{r['speed_cpu']['max']:.2f}]  "
               f"train memory {r['train_mem']['median']:.2f}x [{r['train_mem']['min']:.2f}-{r['train_mem']['max']:.2f}]  "
               f"peak RSS {r['peak_rss']['median']:.2f}x")
-    if args.json: Path(args.json).write_text(json.dumps(res, indent=1) + '\n')
+    if out: Path(out).write_text(json.dumps(res, indent=1) + '\n')
 
 if __name__ == '__main__': main()

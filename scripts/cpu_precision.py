@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """bf16 against fp32 on this CPU, in one run: training speed and final loss, where training's time goes (per op),
 the scoring agreement check on the default pool, and where scoring's disagreement comes from.
-With `--studies A.yaml,B.yaml` it runs only the agreement check on each study's pool with that study's own reference.
+With `--train-only` it stops after 2. With `--studies A.yaml,B.yaml` it runs only the agreement check on each study's pool with that study's own reference.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python scripts/cpu_precision.py [--json OUT.json]
 
@@ -139,6 +139,13 @@ def main(a):
     res['train_speedup_wall'] = train_res['bf16']['wall_tokens_per_s'] / train_res['fp32']['wall_tokens_per_s']
     f32, f16 = train_res['fp32']['final_loss'], train_res['bf16']['final_loss']
     res['final_loss_rel_diff'] = (f16 - f32) / f32
+    if a.train_only:
+        res['machine']['load_avg_end'] = os.getloadavg(); res['total_s'] = time.perf_counter() - t_start
+        for p in ('fp32', 'bf16'): res['train'][p].pop('history')
+        print(f"training bf16/fp32: {res['train_speedup']:.2f}x tokens/CPU-s, {res['train_speedup_wall']:.2f}x tokens/s, "
+              f"final loss {res['final_loss_rel_diff']:+.2%}")
+        if a.json: open(a.json, 'w').write(json.dumps(res, indent=1, default=str) + '\n')
+        return
     # 3. scoring: the agreement check on the default pool, then the decomposition on its share
     ref = refs['fp32'].eval()
     pool = tokenize_pool(tok, load_pool('default'), a.max_len, verbose=False)
@@ -177,6 +184,7 @@ if __name__ == '__main__':
     p.add_argument('--train-len', type=int, default=192)
     p.add_argument('--decomp-tokens', type=int, default=1500, help='scored tokens of the share the parts are measured on')
     p.add_argument('--max-len', type=int, default=2048)
+    p.add_argument('--train-only', action='store_true', help='parts 1 and 2 only (training and its profile)')
     p.add_argument('--train-reps', type=int, default=2, help='rounds of fp32 and bf16 training, interleaved')
     p.add_argument('--studies', help='only the agreement check on these study configs\' pools (comma-separated YAML)')
     main(p.parse_args())
