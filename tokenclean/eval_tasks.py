@@ -10,7 +10,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'asset_folder', 'write_task',
-           'build_offline_task']
+           'build_offline_task', 'split_task']
 
 # %% ../nbs/api/09_eval_tasks.ipynb #1b7d8190
 ONLINE_TASKS = {  # our name -> lm-eval task, reported metric, shots
@@ -162,3 +162,12 @@ def build_offline_task(name:str, # a key of `OFFLINE_TASKS`
     return dict(name=name, task=name, include=str(write_task(name, docs, cfg)), num_fewshot=0,
                 shots_in_prompt=t.get('shots_in_prompt', 0), metric='acc', online=t['online'], source='offline',
                 n=len(docs), seed=seed, data_sha=stable_hash(docs))
+
+# %% ../nbs/api/09_eval_tasks.ipynb #2c07c5b2
+def split_task(task:str)->tuple:
+    "An eval task's name and item count: 'boolq_offline:900' → ('boolq_offline', 900); 'boolq' → ('boolq', None)."
+    name, sep, n = str(task).partition(':')
+    if not sep: return name, None
+    if name not in OFFLINE_TASKS or not n.isdigit() or int(n) < 1:
+        raise TokencleanError(f"eval task {task!r}: only an offline task takes an item count, e.g. 'boolq_offline:900'")
+    return name, int(n)

@@ -14,15 +14,15 @@ from .tydiqa import *
 # %% auto #0
 __all__ = ['task_spec', 'offline_n', 'gold_logprob', 'eval_items', 'evaluate', 'no_bars', 'result_key', 'save_result',
            'ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES',
-           'asset_folder', 'write_task', 'build_offline_task', 'normalize_answer', 'squad_f1', 'squad_em', 'tydiqa_f1',
-           'load_tydiqa', 'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1', 'tydiqa_agg_em',
-           'build_tydiqa_task']
+           'asset_folder', 'write_task', 'build_offline_task', 'split_task', 'normalize_answer', 'squad_f1', 'squad_em',
+           'tydiqa_f1', 'load_tydiqa', 'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1',
+           'tydiqa_agg_em', 'build_tydiqa_task']
 
 # %% ../nbs/api/09a_evaluation.ipynb #9b4dc841
 _all_ = ['ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES',
-         'asset_folder', 'write_task', 'build_offline_task', 'normalize_answer', 'squad_f1', 'squad_em', 'tydiqa_f1',
-         'load_tydiqa', 'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1', 'tydiqa_agg_em',
-         'build_tydiqa_task']
+         'asset_folder', 'write_task', 'build_offline_task', 'split_task', 'normalize_answer', 'squad_f1',
+         'squad_em', 'tydiqa_f1', 'load_tydiqa', 'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results',
+         'tydiqa_agg_f1', 'tydiqa_agg_em', 'build_tydiqa_task']
 
 # %% ../nbs/api/09a_evaluation.ipynb #65abca66
 def task_spec(task:str|dict, tok=None, # name or spec; tokenizer (for `tydiqa`)
@@ -30,7 +30,8 @@ def task_spec(task:str|dict, tok=None, # name or spec; tokenizer (for `tydiqa`)
              )->dict:
     "The spec of `task`: an offline task, TyDiQA, a paper task or any lm-eval task name."
     if isinstance(task, dict): return task
-    if task in OFFLINE_TASKS: return build_offline_task(task, n, seed)
+    name, count = split_task(task)                              # 'boolq_offline:900': 900 items
+    if name in OFFLINE_TASKS: return build_offline_task(name, count or n, seed)
     if task == 'tydiqa': return build_tydiqa_task(tok)
     t = ONLINE_TASKS.get(task, dict(task=task, metric=None, num_fewshot=None))
     return dict(name=task, task=t['task'], include=None, num_fewshot=t['num_fewshot'], shots_in_prompt=0,
