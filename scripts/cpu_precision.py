@@ -83,7 +83,7 @@ def study_check(path:str, out:str)->dict:
     return dict(chk, config=path, pool=f"{c.pool} ({len(st.pool)} chats at max_len {c.max_len})",
                 reference=f"the study's warm-up reference ({len(st.warmup)} chats, {c.warmup_epochs or c.train.get('epochs', 1)} "
                           f"epoch(s), LoRA r {c.lora_r} on {c.lora_layers} layers)",
-                reference_s=t1 - t0, check_s=time.perf_counter() - t1, load_start=l0, load_end=os.getloadavg())
+                reference_precision=st.plan['precision'], reference_s=t1 - t0, check_s=time.perf_counter() - t1, load_start=l0, load_end=os.getloadavg())
 
 def studies_only(a):
     "Only the agreement check on the pools of the `--studies` configs, each with its own reference."
