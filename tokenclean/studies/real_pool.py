@@ -28,7 +28,7 @@ __all__ = ['PAIRS', 'PRIMARY', 'NORM_TASKS', 'ITEM_COLUMNS', 'read_items', 'run_
            'run_record', 'prepare', 'seedless_items', 'seed_items', 'write_items', 'ngram_overlap', 'contamination',
            'token_nlls', 'save_token_nlls', 'run_real_study']
 
-# %% ../../nbs/studies/04_real_pool.ipynb #1b16ef6a
+# %% ../../nbs/studies/04_real_pool.ipynb #659b96a7
 def read_items(assets:str|Path)->pd.DataFrame|None:
     "Every `items-*.csv.gz` of `assets` in one long frame (None if there are none)."
     fs = sorted(Path(assets).glob('items-*.csv.gz'))
@@ -39,7 +39,7 @@ def run_status(assets:str|Path, seeds:list)->str:
     done = lambda n: 'done' if (Path(assets)/f'items-{n}.csv.gz').exists() else 'not run yet'
     return '; '.join([f"base and references: {done('seedless')}"] + [f'seed {s}: {done(f"s{s}")}' for s in seeds])
 
-# %% ../../nbs/studies/04_real_pool.ipynb #613a35f3
+# %% ../../nbs/studies/04_real_pool.ipynb #09de6c96
 def planned_mde(sd_item:float,       # per-item SD of the paired difference (from the pilot)
                 n_items:int,         # items per replicate
                 replicates:int=3,    # seeds (or references)
@@ -57,7 +57,7 @@ def pilot_sds(items:pd.DataFrame, pairs:list, metrics:list)->pd.DataFrame:
                              flips=float((d != 0).mean())))
     return pd.DataFrame(rows)
 
-# %% ../../nbs/studies/04_real_pool.ipynb #a9906da1
+# %% ../../nbs/studies/04_real_pool.ipynb #6608a163
 PAIRS = [('fixed', 'full'), ('fixed', 'random'), ('fixed', 'base_loss'), ('rho', 'full'), ('fixed@warmup_a', 'rho'),
          ('full', 'base'), ('reference', 'base'), ('fixed@warmup_a', 'fixed@warmup_b')]
 PRIMARY = [('fixed', 'full'), ('fixed', 'random')]
@@ -85,7 +85,7 @@ def headline(items:pd.DataFrame, metrics:list, pairs:list=PAIRS)->pd.DataFrame:
     pairs = [p for p in pairs if set(p) <= have]
     return comparison_table(x, pairs, metrics, [m for m in metrics if 'nll' in m], experiment=x.experiment.iloc[0])
 
-# %% ../../nbs/studies/04_real_pool.ipynb #caf74241
+# %% ../../nbs/studies/04_real_pool.ipynb #6c455f63
 def _chat_len(tok, s:dict)->int:
     "Tokens of sample `s` rendered with the model's chat template, untruncated."
     return len(tokenize_sample(tok, s, 10**7)['input_ids'])
@@ -98,7 +98,7 @@ def _write_jsonl(path:Path, samples:list)->Path:
     with atomic_path(path) as tmp: Path(tmp).write_text(''.join(json.dumps(s) + '\n' for s in samples))
     return Path(path)
 
-# %% ../../nbs/studies/04_real_pool.ipynb #292bc8c1
+# %% ../../nbs/studies/04_real_pool.ipynb #e4f6086b
 def drift_texts(tok, n:int=150, max_tokens:int=320, min_chars:int=200)->list:
     "General text the study never trains on: SciQ validation support paragraphs, each as a one-turn chat."
     import datasets
@@ -113,7 +113,7 @@ def drift_texts(tok, n:int=150, max_tokens:int=320, min_chars:int=200)->list:
         if len(out) == n: break
     return out
 
-# %% ../../nbs/studies/04_real_pool.ipynb #2658c935
+# %% ../../nbs/studies/04_real_pool.ipynb #cf2e0a5d
 def real_text_data(folder:str|Path, tok,
                    n_pool:int=500,       # pool samples (the first of the default pool that fit `max_tokens`)
                    n_heldout:int=150,    # held-out samples: the next ones of the default pool
@@ -130,7 +130,7 @@ def real_text_data(folder:str|Path, tok,
                 warmup_b=warm[1::2][:n_warmup], drift=drift_texts(tok, n_drift, max_tokens))
     return [_write_jsonl(Path(folder)/f'{k}.jsonl', v) for k, v in sets.items()]
 
-# %% ../../nbs/studies/04_real_pool.ipynb #2457d505
+# %% ../../nbs/studies/04_real_pool.ipynb #d937bd1d
 def uses_reference(method:str, cfg:StudyConfig)->bool:
     "Whether `method`'s model depends on the warm-up reference (so it is trained once per reference)."
     if method == 'reference': return True
@@ -141,7 +141,7 @@ def reference_name(cfg:StudyConfig)->str:
     "The reference's label in the long-format items: its warm-up set's name ('@warmup_a' → 'warmup_a')."
     return slug(cfg.warmup.lstrip('@'))
 
-# %% ../../nbs/studies/04_real_pool.ipynb #f1615709
+# %% ../../nbs/studies/04_real_pool.ipynb #74071e6b
 def kept_threshold(sc:Scores, k:float)->float:
     "The lowest score that the global top-`k` selection of the pool keeps."
     return float(sc.score[select(sc, 'global', k).keep].min())
@@ -154,7 +154,7 @@ def split_nll(losses:dict, base:dict, ref:dict, thr:float)->dict:
         out[i] = tuple(float(nll[m].mean()) if m.any() else float('nan') for m in (keep, ~keep))
     return out
 
-# %% ../../nbs/studies/04_real_pool.ipynb #1ffc2a26
+# %% ../../nbs/studies/04_real_pool.ipynb #e90856d6
 def _model(st:Study, r:dict):
     "The model of one result: the base, the warm-up reference or a trained run."
     if r['method'] == 'base': return base_model(st)
@@ -183,7 +183,7 @@ def diagnostics(st:Study, r:dict, refs:dict)->pd.DataFrame:
     with atomic_path(f) as tmp: df.to_csv(tmp, index=False)
     return df
 
-# %% ../../nbs/studies/04_real_pool.ipynb #8518e6e9
+# %% ../../nbs/studies/04_real_pool.ipynb #af516000
 NORM_TASKS = tuple(t for t, v in OFFLINE_TASKS.items() if 'acc_norm' in v['metrics'])
 
 def gold_lp(ev:pd.DataFrame)->pd.DataFrame:
@@ -209,7 +209,7 @@ def result_items(st:Study, r:dict, refs:dict)->pd.DataFrame:
 
 ITEM_COLUMNS = RESULT_COLUMNS + ['reference', 'cluster', 'task']
 
-# %% ../../nbs/studies/04_real_pool.ipynb #c92b0c4f
+# %% ../../nbs/studies/04_real_pool.ipynb #90a668ac
 def cpu_model()->str:
     "The CPU's model name (from `/proc/cpuinfo`; the platform's processor elsewhere)."
     import platform
@@ -231,7 +231,7 @@ def run_record(st:Study, r:dict)->dict:
                 train_s=dt('config.json', 'train.json'), eval_s=dt('train.json', 'results.json'),
                 precision=st.plan['precision'], threads=torch.get_num_threads(), cpu=cpu_model())
 
-# %% ../../nbs/studies/04_real_pool.ipynb #66e19692
+# %% ../../nbs/studies/04_real_pool.ipynb #a2b77fe3
 def prepare(cfgs:list)->tuple:
     "Warm up each config's reference, evaluate it and the base, score the pool (cached); (reference → Study, wall s)."
     sts, wall = {}, {}
@@ -256,7 +256,7 @@ def seed_items(cfgs:list, sts:dict, seed:int)->tuple:
              if r['method'] not in SEEDLESS]
     return _collect(pairs, sts)
 
-# %% ../../nbs/studies/04_real_pool.ipynb #d5b27448
+# %% ../../nbs/studies/04_real_pool.ipynb #0e31efed
 def _collect(pairs:list, sts:dict)->tuple:
     "(items, run records with the time `result_items` took) of (Study, result) pairs."
     items, recs = [], []
@@ -272,7 +272,7 @@ def write_items(items:pd.DataFrame, records:list, assets:str|Path, name:str)->li
     with atomic_path(a/f'items-{name}.csv.gz') as tmp: items.to_csv(tmp, index=False, compression='gzip')
     return [a/f'items-{name}.csv.gz', save_json(records, a/f'runs-{name}.json')]
 
-# %% ../../nbs/studies/04_real_pool.ipynb #e3b9f563
+# %% ../../nbs/studies/04_real_pool.ipynb #18d601ae
 def _ngrams(text:str, n:int)->set:
     w = re.findall(r'\w+', text.lower())
     return {' '.join(w[i:i + n]) for i in range(len(w) - n + 1)}
