@@ -1,4 +1,6 @@
-"""Run (or resume) the real-pool study (nbs/studies/04_real_pool.ipynb) and collect its results.
+"""Run (or resume) design v1 of the real-pool study (nbs/studies/04_real_pool.ipynb) and collect its results.
+
+Design v2, the study at the paper's claim level, is scripts/real_text.py.
 
 Usage: OMP_NUM_THREADS=1 .venv/bin/python scripts/real_pool.py [--config configs/studies/real_pool.yaml]
                                                                [--assets nbs/assets/real_pool]
