@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import numpy as np, torch
 from .core import *
-from .scoring import Scores
+from .scoring import Scores, scored_positions
 from .selection import top_k_mask, check_k
 
 # %% auto #0
@@ -86,5 +86,5 @@ def trained_base(rows:list)->np.ndarray:
     "The `base_loss` of every trained token of `rows`, in `token_nll`'s order (row-major, after the shift)."
     if any('base_loss' not in r for r in rows):
         raise TokencleanError("the 'online' rule needs rows with stored base losses (with_base_losses)")
-    parts = [r['base_loss'][1:][r['labels'][1:] != -100] for r in rows]
+    parts = [r['base_loss'][scored_positions(r)] for r in rows]
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
