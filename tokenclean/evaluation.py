@@ -12,11 +12,12 @@ from .eval_tasks import *
 from .tydiqa import *
 
 # %% auto #0
-__all__ = ['task_spec', 'offline_n', 'gold_logprob', 'eval_items', 'evaluate', 'no_bars', 'result_key', 'save_result',
-           'ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES',
-           'asset_folder', 'write_task', 'build_offline_task', 'split_task', 'normalize_answer', 'squad_f1', 'squad_em',
-           'tydiqa_f1', 'load_tydiqa', 'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1',
-           'tydiqa_agg_em', 'build_tydiqa_task']
+__all__ = ['task_spec', 'offline_n', 'gold_logprob', 'eval_items', 'decoder_layers', 'layers_key', 'input_key', 'LayerStates',
+           'reuse_layers', 'evaluate', 'no_bars', 'result_key', 'save_result', 'ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS',
+           'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES', 'asset_folder', 'write_task',
+           'build_offline_task', 'split_task', 'normalize_answer', 'squad_f1', 'squad_em', 'tydiqa_f1', 'load_tydiqa',
+           'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1', 'tydiqa_agg_em',
+           'build_tydiqa_task']
 
 # %% ../nbs/api/09a_evaluation.ipynb #9b4dc841
 _all_ = ['ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES',
@@ -192,6 +193,80 @@ def _run_record(model, tok, r:dict, limit, batch_size, seeds:dict, meta:dict|Non
                 model_fingerprint=fingerprint(model) if is_torch else None,
                 tokenizer=getattr(tok, 'name_or_path', None), date=r.get('date'), meta=meta or {})
 
+# %% ../nbs/api/09a_evaluation.ipynb #6d549b53
+def decoder_layers(model)->tuple:
+    "(the module that runs the decoder layers, its `layers` ModuleList) of a causal LM, plain or `PeftModel`."
+    import torch
+    for _, m in model.named_modules():
+        if isinstance(getattr(m, 'layers', None), torch.nn.ModuleList): return m, m.layers
+    raise TokencleanError(f'{type(model).__name__}: no decoder `layers` (a ModuleList) found')
+
+# %% ../nbs/api/09a_evaluation.ipynb #65b94fc1
+def layers_key(layers)->str:
+    "A hash of the exact bytes (and names) of every parameter and buffer of `layers`."
+    import hashlib, torch
+    h = hashlib.sha256()
+    for n, t in [*layers.named_parameters(), *layers.named_buffers()]:
+        h.update(n.replace('.base_layer', '').encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+# %% ../nbs/api/09a_evaluation.ipynb #06ae5b88
+def input_key(ids, mask=None)->str:
+    "A hash of a forward's token ids (and attention mask): what the shared layers' output depends on."
+    import hashlib
+    h = hashlib.sha256(str(tuple(ids.shape)).encode() + ids.cpu().numpy().tobytes())
+    if mask is not None: h.update(mask.cpu().numpy().tobytes())
+    return h.hexdigest()
+
+# %% ../nbs/api/09a_evaluation.ipynb #b1eb2de4
+class LayerStates:
+    "Stored outputs of a model's first `n` decoder layers, one file per `layers_key` of those layers."
+    def __init__(self, folder:str|Path, n:int, key:str):
+        import torch
+        self.path, self.new = Path(folder)/f'layers-{n}-{key}.pt', {}
+        self.states = torch.load(self.path) if self.path.exists() else {}
+    def __contains__(self, k): return k in self.states or k in self.new
+    def get(self, k): return self.states[k] if k in self.states else self.new[k]
+    def put(self, k, hs): self.new[k] = hs.detach().clone()
+    def save(self):
+        "Merge the new states into the file, under a lock (processes may share it)."
+        import fcntl, torch
+        if not self.new: return
+        with open(self.path.with_suffix('.lock'), 'w') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            on_disk = torch.load(self.path) if self.path.exists() else {}
+            with atomic_path(self.path) as tmp: torch.save({**on_disk, **self.new}, tmp)
+        self.states, self.new = {**on_disk, **self.new}, {}
+
+# %% ../nbs/api/09a_evaluation.ipynb #3f7c49ad
+@contextlib.contextmanager
+def reuse_layers(model, n:int, # the first `n` decoder layers: shared by every model that uses this folder
+                 folder:str|Path, # where their outputs are kept (a file per exact bytes of those layers)
+                ):
+    "Inside: `model`'s first `n` decoder layers run once per distinct input; stored outputs are replayed."
+    owner, layers = decoder_layers(model)
+    if not 0 < n < len(layers): raise TokencleanError(f'reuse_layers: n must be in 1..{len(layers) - 1}, got {n}')
+    st, now = LayerStates(folder, n, layers_key(layers[:n])), dict(key=None, hit=False)
+    def on_input(mod, args, kw):
+        ids = kw.get('input_ids', args[0] if args else None)
+        now['key'] = None if ids is None else input_key(ids, kw.get('attention_mask'))
+        now['hit'] = now['key'] is not None and now['key'] in st
+    def at_n(mod, args, kw):
+        hs = args[0] if args else kw['hidden_states']
+        if now['hit']: hs = st.get(now['key'])
+        elif now['key'] is not None: st.put(now['key'], hs)
+        return ((hs, *args[1:]), kw) if args else (args, {**kw, 'hidden_states': hs})
+    skip = lambda f: (lambda hs, *a, **kw: hs if now['hit'] else f(hs, *a, **kw))
+    hooks = [owner.register_forward_pre_hook(on_input, with_kwargs=True),
+             layers[n].register_forward_pre_hook(at_n, with_kwargs=True)]
+    for l in layers[:n]: l.forward = skip(l.forward)
+    try: yield st
+    finally:
+        for h in hooks: h.remove()
+        for l in layers[:n]: del l.forward
+        st.save()
+
 # %% ../nbs/api/09a_evaluation.ipynb #fc6c3c67
 def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an lm-eval `LM`; its tokenizer
              tasks:list, # names (see `task_spec`) or specs
@@ -201,6 +276,7 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
              log_samples:bool=False, meta:dict|None=None, # keep per-item outputs; the run (method, data, seed...)
              output_path:str|Path|None=None, # folder for lm-eval's own files and the per-item `items.csv.gz`
              progress:bool=False, # show lm-eval's own progress bars (per request type and task)
+             reuse:tuple|None=None, # (n, folder): replay the first n decoder layers' outputs (`reuse_layers`)
             )->dict: # {'results': {task: {metric: value, metric_stderr: se}}, 'record': {...}, 'samples'?, 'items'?}
     "Evaluate `model` on `tasks` with lm-eval, in-process."
     import torch
@@ -209,7 +285,8 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
     specs, bs = [task_spec(t, tok, n=offline_n(limit)) for t in tasks], _batch_size(model, batch_size)
     groups, out, items = defaultdict(list), dict(results={}, record=dict(tasks={}), samples={}), []
     for s in specs: groups[num_fewshot if num_fewshot is not None else s['num_fewshot']].append(s)
-    with _eval_mode(model), torch.no_grad(), (contextlib.nullcontext() if progress else no_bars()):
+    keep = reuse_layers(model, *reuse) if reuse else contextlib.nullcontext()
+    with _eval_mode(model), torch.no_grad(), (contextlib.nullcontext() if progress else no_bars()), keep:
         lm = model if isinstance(model, LM) else HFLM(pretrained=model, tokenizer=tok, batch_size=bs)
         tm = _task_manager(specs)                                    # one TaskManager for every group
         tracker = _tracker(output_path, _run_name(model, meta))

@@ -23,7 +23,7 @@ from .stats import RESULT_COLUMNS
 
 # %% auto #0
 __all__ = ['SEEDLESS', 'Study', 'generate', 'base_model', 'new_adapter', 'with_adapter', 'unsharded', 'train_config',
-           'heldout_losses', 'heldout_loss', 'heldout_items', 'finish_run']
+           'heldout_losses', 'heldout_loss', 'heldout_items', 'reuse_spec', 'finish_run']
 
 # %% ../nbs/api/07_study.ipynb #7e110022
 SEEDLESS = ('base', 'reference')   # arms that train nothing per seed: evaluated once, their items have no seed
@@ -210,6 +210,12 @@ def heldout_items(st:Study, m, arm:str, seed:int)->list:
                 for k, v in _item_metrics(r, loss, hit, kind, st.heldout.kinds, c.metrics)]
     return out
 
+def reuse_spec(st:Study, m)->tuple|None:
+    "(n, folder) of the frozen layers below the LoRA ones that lm-eval replays (`eval_reuse_layers`), or None."
+    c, L = st.cfg, m.config.num_hidden_layers
+    on = c.eval_reuse_layers and c.lora_layers and c.lora_layers < L
+    return (L - c.lora_layers, st.path('layer-states')) if on else None
+
 def finish_run(st:Study, d:Path, m, method:str, seed:int, extra:dict)->dict:
     "Evaluate `m`, write `results.json` and the per-item `items.csv` in `d` (on the main process), return the result."
     import pandas as pd
@@ -224,7 +230,8 @@ def finish_run(st:Study, d:Path, m, method:str, seed:int, extra:dict)->dict:
             from tokenclean.evaluation import evaluate
             meta = dict(method=method, data=st.cfg.pool, seed=seed, pool_key=st.pool.key)
             res['benchmarks'] = evaluate(m, st.tok, st.cfg.eval_tasks, limit=st.cfg.eval_limit, seed=seed,
-                                         output_path=d/'lm_eval', meta=meta)   # lm-eval's own files in lm_eval/
+                                         output_path=d/'lm_eval', meta=meta,   # lm-eval's own files in lm_eval/
+                                         reuse=reuse_spec(st, m))
         save_json(res, d/'results.json')
     barrier()
     return load_json(d/'results.json')
