@@ -3,6 +3,8 @@
   OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py                      # one process, every seed
   OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py --worker 0/2 &       # two processes: seeds split by
   OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py --worker 1/2 &       # position (41, 43 | 42)
+  ... --part rules        amendment 1 (issue 22): the token-rule arms of configs/studies/real_text_rules.yaml, seed by
+                          seed, into ASSETS/items-rules-s<seed>.csv.gz (run after the main study)
   ... --pilot fp32|bf16   the pilot (reference A, a 48-sample pool, one seed, 40 items per task) at that training
                           precision: nbs/assets/real_text/pilot-<p>/
 
@@ -22,6 +24,7 @@ from tokenclean.studies.real_pool import prepare, seedless_items, seed_items, wr
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [ROOT/'configs'/'studies'/f'real_text_{r}.yaml' for r in 'ab']
+PARTS = dict(main=CONFIGS, rules=[ROOT/'configs'/'studies'/'real_text_rules.yaml'])   # what each part trains per seed
 PILOT = dict(generator_args=dict(n_pool=48, n_heldout=24, n_warmup=12, n_drift=24, max_tokens=320), eval_limit=40,
              seeds=[41])
 PILOT_METHODS = dict(fp32=['base', 'full', 'random'], bf16=['base', 'full', 'random', 'fixed'])
@@ -46,8 +49,11 @@ def main():
     ap.add_argument('--worker', default='0/1', help='i/n: this process runs the seeds at positions i, i+n, ...')
     ap.add_argument('--assets', default=str(ROOT/'nbs'/'assets'/'real_text'))
     ap.add_argument('--pilot', choices=['fp32', 'bf16'], help='the pilot at this training precision')
+    ap.add_argument('--part', choices=list(PARTS), default='main',
+                    help='main: the pre-registered arms; rules: amendment 1')
     ap.add_argument('--no-commit', action='store_true')
-    ap.add_argument('--set', action='append', default=[], metavar='KEY=YAML', help='override a config key (both presets)')
+    ap.add_argument('--set', action='append', default=[], metavar='KEY=YAML',
+                    help='override a config key (both presets)')
     a = ap.parse_args()
     i, n = map(int, a.worker.split('/'))
     threads = set_threads()
@@ -55,6 +61,8 @@ def main():
     over.update({k: yaml.safe_load(v) for k, v in (kv.split('=', 1) for kv in a.set)})
     cfgs = [load_config(p, **over) for p in CONFIGS]
     if a.pilot: cfgs = [dataclasses.replace(cfgs[0], methods=PILOT_METHODS[a.pilot])]   # reference A only
+    trained = cfgs if a.part == 'main' else [load_config(p, **over) for p in PARTS[a.part]]
+    tag = '' if a.part == 'main' else f'{a.part}-'
     assets = Path(a.assets)/(f'pilot-{a.pilot}' if a.pilot else '')
     assets.mkdir(parents=True, exist_ok=True)
     log(f'worker {i}/{n}, {threads} thread(s), {cpu_model()}, precision {cfgs[0].precision}, assets {assets}')
@@ -74,13 +82,13 @@ def main():
             if not a.no_commit: commit([assets], f'real-text study: base and references ({assets.name})')
         fcntl.flock(lock, fcntl.LOCK_UN)
     for seed in cfgs[0].seeds[i::n]:
-        if (assets/f'items-s{seed}.csv.gz').exists():
-            log(f'seed {seed}: done before'); continue
-        log(f'seed {seed}: running')
-        with Timer() as t: items, recs = seed_items(cfgs, sts, seed)
-        write_items(items, [dict(r, seed_wall_s=round(t.s, 1)) for r in recs], assets, f's{seed}')
-        log(f'seed {seed}: {len(recs)} runs, {len(items)} rows in {t.s/60:.0f} min')
-        if not a.no_commit: commit([assets], f'real-text study: seed {seed} ({assets.name})')
+        if (assets/f'items-{tag}s{seed}.csv.gz').exists():
+            log(f'{tag}seed {seed}: done before'); continue
+        log(f'{tag}seed {seed}: running')
+        with Timer() as t: items, recs = seed_items(trained, sts, seed)
+        write_items(items, [dict(r, seed_wall_s=round(t.s, 1)) for r in recs], assets, f'{tag}s{seed}')
+        log(f'{tag}seed {seed}: {len(recs)} runs, {len(items)} rows in {t.s/60:.0f} min')
+        if not a.no_commit: commit([assets], f'real-text study: {a.part} seed {seed} ({assets.name})')
     log('finished')
 
 if __name__ == '__main__': main()
