@@ -22,8 +22,8 @@ from ..evaluation import offline_n
 from ..stats import RESULT_COLUMNS, comparison_table, mde, pair_arms
 
 # %% auto #0
-__all__ = ['PAIRS', 'PRIMARY', 'NORM_TASKS', 'ITEM_COLUMNS', 'read_items', 'run_status', 'planned_mde', 'pilot_sds', 'by_task',
-           'analysis_items', 'headline', 'drift_texts', 'real_text_data', 'uses_reference', 'reference_name',
+__all__ = ['PAIRS', 'PRIMARY', 'RULE_PAIRS', 'NORM_TASKS', 'ITEM_COLUMNS', 'read_items', 'run_status', 'planned_mde', 'pilot_sds',
+           'by_task', 'analysis_items', 'headline', 'drift_texts', 'real_text_data', 'uses_reference', 'reference_name',
            'kept_threshold', 'split_nll', 'drift_nll', 'diagnostics', 'gold_lp', 'result_items', 'cpu_model',
            'run_record', 'prepare', 'seedless_items', 'seed_items', 'write_items', 'ngram_overlap', 'contamination',
            'token_nlls', 'save_token_nlls', 'run_real_study']
@@ -34,10 +34,12 @@ def read_items(assets:str|Path)->pd.DataFrame|None:
     fs = sorted(Path(assets).glob('items-*.csv.gz'))
     return pd.concat([pd.read_csv(f, dtype={'item': str}) for f in fs], ignore_index=True) if fs else None
 
-def run_status(assets:str|Path, seeds:list)->str:
-    "Which parts of the study `assets` holds: the base and the references, then each seed."
+def run_status(assets:str|Path, seeds:list, part:str='')->str:
+    "Which parts of the study `assets` holds: the base and the references, then each seed (of amendment `part`)."
     done = lambda n: 'done' if (Path(assets)/f'items-{n}.csv.gz').exists() else 'not run yet'
-    return '; '.join([f"base and references: {done('seedless')}"] + [f'seed {s}: {done(f"s{s}")}' for s in seeds])
+    tag = f'{part}-' if part else ''
+    head = [] if part else [f"base and references: {done('seedless')}"]
+    return '; '.join(head + [f'{part} seed {s}: {done(f"{tag}s{s}")}'.lstrip() for s in seeds])
 
 # %% ../../nbs/studies/04_real_pool.ipynb #09de6c96
 def planned_mde(sd_item:float,       # per-item SD of the paired difference (from the pilot)
@@ -61,6 +63,8 @@ def pilot_sds(items:pd.DataFrame, pairs:list, metrics:list)->pd.DataFrame:
 PAIRS = [('fixed', 'full'), ('fixed', 'random'), ('fixed', 'base_loss'), ('rho', 'full'), ('fixed@warmup_a', 'rho'),
          ('full', 'base'), ('reference', 'base'), ('fixed@warmup_a', 'fixed@warmup_b')]
 PRIMARY = [('fixed', 'full'), ('fixed', 'random')]
+RULE_PAIRS = [('fixed', 'dft'), ('online', 'fixed'), ('online', 'random'), ('dft', 'full'), ('entropy', 'full'),
+              ('prob_threshold', 'full')]   # amendment 1 (its primary: fixed − dft)
 
 def by_task(items:pd.DataFrame)->pd.DataFrame:
     "`items` plus the benchmark rows once more with the task in the metric (`gold_lp:boolq_offline`)."
@@ -78,7 +82,7 @@ def analysis_items(items:pd.DataFrame)->pd.DataFrame:
     x = x.assign(seed=x.seed.where(~ref, x.reference.map(codes)), reference=x.reference.where(~ref))
     return pd.concat([x, fx], ignore_index=True)   # each reference is a replicate of `reference − base`
 
-def headline(items:pd.DataFrame, metrics:list, pairs:list=PAIRS)->pd.DataFrame:
+def headline(items:pd.DataFrame, metrics:list, pairs:list=PAIRS + RULE_PAIRS)->pd.DataFrame:
     "The pre-registered comparisons on `metrics` (replicate-level, with MDEs) for the arms the files hold."
     x = analysis_items(items)
     have = set(x.arm)
