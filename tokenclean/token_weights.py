@@ -11,7 +11,8 @@ from .scoring import Scores, scored_positions
 from .selection import top_k_mask, check_k
 
 # %% auto #0
-__all__ = ['RULES', 'check_rule', 'token_weights', 'loss_denominator', 'online_keep', 'with_base_losses', 'trained_base']
+__all__ = ['RULES', 'check_rule', 'token_weights', 'loss_denominator', 'online_keep', 'with_base_losses', 'trained_base',
+           'running_keep']
 
 # %% ../nbs/api/05a_token_weights.ipynb #8317c4a9
 RULES = ('mask', 'dft', 'entropy', 'prob_threshold', 'online')
@@ -25,15 +26,18 @@ def _finite(name:str, v, lo:float, hi:float|None=None, open_lo:bool=True)->float
 
 def check_rule(rule:str, # one of `RULES`
                rule_k:float=0.6, prob_threshold:float=0.1, eaft_alpha:float=1.0, eaft_k:int=20, # the papers' defaults
+               online_window:int=0, # `online`: 0, the top k of each step; n > 0, the running threshold of n scores
               )->dict: # the checked parameters
     "A rule name and its parameters, checked (finite, in range), else a clear error."
     if rule not in RULES:
         raise TokencleanError(f"token rule must be one of {RULES}, not {rule!r}{closest(str(rule), RULES)}")
     if not (isinstance(eaft_k, int) and not isinstance(eaft_k, bool) and eaft_k >= 2):
         raise TokencleanError(f"eaft_k must be a whole number ≥ 2, got {eaft_k!r}")
+    if not (isinstance(online_window, int) and not isinstance(online_window, bool) and online_window >= 0):
+        raise TokencleanError(f"online_window must be a whole number ≥ 0 (0: each step's top k), got {online_window!r}")
     return dict(rule=rule, rule_k=check_k(_finite('rule_k', rule_k, 0, 1)), eaft_k=eaft_k,
                 prob_threshold=_finite('prob_threshold', prob_threshold, 0, 1),
-                eaft_alpha=_finite('eaft_alpha', eaft_alpha, 0, open_lo=False))
+                eaft_alpha=_finite('eaft_alpha', eaft_alpha, 0, open_lo=False), online_window=online_window)
 
 # %% ../nbs/api/05a_token_weights.ipynb #7e47c1c9
 def token_weights(rule:str, # one of `RULES`
@@ -88,3 +92,16 @@ def trained_base(rows:list)->np.ndarray:
         raise TokencleanError("the 'online' rule needs rows with stored base losses (with_base_losses)")
     parts = [r['base_loss'][scored_positions(r)] for r in rows]
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+
+# %% ../nbs/api/05a_token_weights.ipynb #4335ec89
+def running_keep(score:torch.Tensor, # this step's scores (base − current), every process's tokens in one order
+                 k:float, window:torch.Tensor, # earlier steps' scores (oldest first; empty at the start)
+                 size:int)->tuple: # (keep mask, the new window: the last `size` scores, this step's included)
+    "Keep this step's tokens whose score reaches the top-`k` threshold of the last `size` scores (ties kept)."
+    s = score.detach().float().cpu()
+    if not torch.isfinite(s).all(): raise TokencleanError("a trained token has no stored base loss (NaN): "
+                                                          "the rows and the stored base losses do not match")
+    w = torch.cat([window.float().cpu(), s])[-max(size, len(s)):]
+    m = math.floor(len(w) * check_k(k) + 1e-9)
+    keep = s >= torch.topk(w, m).values[-1] if m else torch.zeros(len(s), dtype=torch.bool)
+    return keep.to(score.device, torch.float32), w

@@ -11,7 +11,7 @@ import numpy as np, torch
 from .core import *
 from .models import autocast, accelerator, processes, is_main, barrier
 from .scoring import token_nll, collate
-from .token_weights import check_rule, token_weights, loss_denominator, online_keep, trained_base
+from .token_weights import check_rule, token_weights, loss_denominator, online_keep, running_keep, trained_base
 
 # %% auto #0
 __all__ = ['TrainConfig', 'batch_plan', 'micro_batches', 'n_trained', 'train_step', 'is_sharded', 'save_adapter',
@@ -38,7 +38,9 @@ class TrainConfig:
     prob_threshold:float=0.1    # 'prob_threshold': ProFit's τ, tokens whose gold probability is below it are masked
     eaft_alpha:float=1.0        # 'entropy': EAFT's exponent of the normalised top-K entropy
     eaft_k:int=20               # 'entropy': EAFT's K, the largest logits whose entropy is taken
-    def __post_init__(self): check_rule(self.rule, self.rule_k, self.prob_threshold, self.eaft_alpha, self.eaft_k)
+    online_window:int=0         # 'online': 0, the top rule_k of each step; n > 0, the running threshold of n scores
+    def __post_init__(self):
+        check_rule(self.rule, self.rule_k, self.prob_threshold, self.eaft_alpha, self.eaft_k, self.online_window)
 
 # %% ../nbs/api/05_training.ipynb #aec884a0
 def batch_plan(n:int, cfg:TrainConfig)->list:
@@ -82,8 +84,8 @@ def _batch(rows:list, mb:list, idxs:list, pad_id:int, device)->tuple:
     return part, {k: v.to(device) for k, v in collate(part, pad_id).items()}
 
 # %% ../nbs/api/05_training.ipynb #1b971db0
-def _online_keeps(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, fwd=None)->list:
-    "Keep masks of this process's micro-batches: the top `rule_k` of base − current over the whole step."
+def _online_keeps(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, fwd=None, stats:dict|None=None)->list:
+    "Keep masks of this process's micro-batches: the top `rule_k` of base − current (the step's, or a running one)."
     rank, world = processes() if fwd is not None else (0, 1)
     mbs = micro_batches(rows, idxs, cfg.micro_batch)
     mine = list(range(len(mbs))) if world == 1 else (list(range(len(mbs))) + [-1] * (-len(mbs) % world))[rank::world]
@@ -100,7 +102,10 @@ def _online_keeps(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, fwd=
                                                                         out.float().cpu()])
     finally: model.train(was)
     if world > 1: both = accelerator().reduce(both.to(accelerator().device), 'sum').cpu()   # zero outside each share
-    keep = online_keep(both[0], both[1], cfg.rule_k)
+    if not cfg.online_window: keep = online_keep(both[0], both[1], cfg.rule_k)
+    else:   # every process holds the same window: it is built from the all-reduced scores
+        keep, stats['online_window'] = running_keep(both[0] - both[1], cfg.rule_k, stats.get('online_window',
+                                                    torch.zeros(0)), cfg.online_window)
     return [keep[offs[g]:offs[g + 1]] if g >= 0 else keep[:0] for g in mine]
 
 def train_step(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, stats:dict,
@@ -111,7 +116,7 @@ def train_step(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, stats:d
     if total == 0 or (cfg.rule == 'online' and math.floor(total * cfg.rule_k + 1e-9) == 0):
         stats['skipped_steps'] += 1; return None
     rank, world = processes() if fwd is not None else (0, 1)
-    keeps = _online_keeps(model, rows, idxs, cfg, pad_id, fwd) if cfg.rule == 'online' else None
+    keeps = _online_keeps(model, rows, idxs, cfg, pad_id, fwd, stats) if cfg.rule == 'online' else None
     denom, top_k = loss_denominator(cfg.rule, total, cfg.rule_k), _rule_top_k(cfg)
     loss_sum, w_sum, mine = 0.0, 0.0, _my_micro_batches(rows, idxs, cfg.micro_batch, rank, world)
     for j, mb in enumerate(mine):
@@ -288,7 +293,8 @@ def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenize
             if ckpt and cfg.save_every and (s + 1) % cfg.save_every == 0 and s + 1 < len(plan):
                 save_checkpoint(ckpt, model, opt, sched, s + 1, history, stats, scaler, fwd)
     model.eval()
-    res = dict(history=history, steps=len(plan), **stats, config=asdict(cfg))
+    res = dict(history=history, steps=len(plan), config=asdict(cfg),
+               **{k: v for k, v in stats.items() if k != 'online_window'})   # the window: checkpoint state
     if scaler: res['loss_scale'] = scaler.get_scale() * processes()[1]   # as one process would have it
     if out:
         save_adapter(model, Path(out)/'adapter', fwd)

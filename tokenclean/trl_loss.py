@@ -7,19 +7,20 @@ from __future__ import annotations
 import numpy as np, torch
 from .core import *
 from .scoring import logit_stats
-from .token_weights import check_rule, token_weights, loss_denominator, online_keep
+from .token_weights import check_rule, token_weights, loss_denominator, online_keep, running_keep
 
 # %% auto #0
 __all__ = ['keep_across_processes', 'TokenRuleLoss', 'BaseLossCollator']
 
 # %% ../nbs/api/08a_trl.ipynb #765ffcca
 def keep_across_processes(score:torch.Tensor, # this process's scores (base − current) of its trained tokens
-                          k:float=0.6)->torch.Tensor: # 1.0 for kept tokens, 0.0 for the others
+                          k:float=0.6, # the share kept
+                          choose=None, # every process's scores → their keep mask (default: their top k)
+                         )->torch.Tensor: # 1.0 for kept tokens, 0.0 for the others
     "This process's part of the top k of the scores of all processes (`torch.distributed`), or of its own alone."
     import torch.distributed as dist
-    zero = torch.zeros_like(score)
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return online_keep(score, zero, k)
+    choose = choose or (lambda s: online_keep(s, torch.zeros_like(s), k))
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return choose(score)
     world, rank = dist.get_world_size(), dist.get_rank()
     ns = [torch.zeros(1, dtype=torch.long, device=score.device) for _ in range(world)]
     dist.all_gather(ns, torch.tensor([len(score)], device=score.device))
@@ -27,15 +28,22 @@ def keep_across_processes(score:torch.Tensor, # this process's scores (base − 
     parts = [torch.zeros(max(ns), dtype=score.dtype, device=score.device) for _ in range(world)]
     dist.all_gather(parts, torch.nn.functional.pad(score.detach(), (0, max(ns) - len(score))))
     full = torch.cat([q[:n] for q, n in zip(parts, ns)])
-    keep = online_keep(full, torch.zeros_like(full), k)
-    return keep[sum(ns[:rank]):sum(ns[:rank + 1])]
+    return choose(full)[sum(ns[:rank]):sum(ns[:rank + 1])]
 
 # %% ../nbs/api/08a_trl.ipynb #f1a09af3
 class TokenRuleLoss:
     "A `compute_loss_func` for TRL's `SFTTrainer` and `transformers.Trainer` that trains with a token rule."
     def __init__(self, rule:str='dft', # one of `token_weights.RULES`
-                 rule_k:float=0.6, prob_threshold:float=0.1, eaft_alpha:float=1.0, eaft_k:int=20): # papers' defaults
-        self.params, self.base = check_rule(rule, rule_k, prob_threshold, eaft_alpha, eaft_k), None
+                 rule_k:float=0.6, prob_threshold:float=0.1, eaft_alpha:float=1.0, eaft_k:int=20, # papers' defaults
+                 online_window:int=0): # `online`: 0, each batch's top k; n > 0, the running threshold of n scores
+        self.params, self.base = check_rule(rule, rule_k, prob_threshold, eaft_alpha, eaft_k, online_window), None
+        self.window = torch.zeros(0)   # `online_window`: the last scores of training batches (not evaluation's)
+
+    def _running(self, full:torch.Tensor)->torch.Tensor:
+        "Keep mask of every process's scores by the running threshold; the window grows only while training."
+        keep, window = running_keep(full, self.params['rule_k'], self.window, self.params['online_window'])
+        if torch.is_grad_enabled(): self.window = window
+        return keep
 
     def attach(self, model):
         "Let each forward call of `model` hand its `base_loss` (from `BaseLossCollator`) to this loss; returns `model`."
@@ -56,7 +64,8 @@ class TokenRuleLoss:
             if self.base is None:
                 raise TokencleanError("the 'online' rule needs the stored base losses: wrap the trainer's collator in "
                                       "BaseLossCollator and call TokenRuleLoss.attach(trainer.model)")
-            keep = keep_across_processes(self.base[:, 1:].to(nll.device)[sel] - nll.detach(), p['rule_k'])
+            keep = keep_across_processes(self.base[:, 1:].to(nll.device)[sel] - nll.detach(), p['rule_k'],
+                                         self._running if p['online_window'] else None)
         w = token_weights(p['rule'], nll, ent, keep, p['prob_threshold'], p['eaft_alpha'])
         n = torch.as_tensor(sel.sum() if num_items_in_batch is None else num_items_in_batch, device=nll.device)
         return (w * nll).sum() / loss_denominator(p['rule'], n.clamp(min=1), p['rule_k'])
