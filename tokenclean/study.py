@@ -23,7 +23,7 @@ from .stats import RESULT_COLUMNS
 
 # %% auto #0
 __all__ = ['SEEDLESS', 'Study', 'generate', 'base_model', 'new_adapter', 'with_adapter', 'unsharded', 'train_config',
-           'heldout_losses', 'heldout_loss', 'heldout_items', 'reuse_spec', 'finish_run']
+           'study_precision', 'heldout_losses', 'heldout_loss', 'heldout_items', 'reuse_spec', 'finish_run']
 
 # %% ../nbs/api/07_study.ipynb #7e110022
 SEEDLESS = ('base', 'reference')   # arms that train nothing per seed: evaluated once, their items have no seed
@@ -168,15 +168,24 @@ def _save_config(st:Study, d:Path, **extra)->Path:
     return p
 
 # %% ../nbs/api/07_study.ipynb #076c0f9c
+def study_precision(st:Study)->dict:
+    "The one precision of every loss of the study: the plan's if it keeps fp32's kept set (base − reference, pool)."
+    if st.plan['precision'] == 'fp32': return dict(precision='fp32', reason='fp32 asked for')
+    if '_precision' not in st.__dict__:
+        from tokenclean.scoring import choose_precision
+        from tokenclean.stages import warmup_reference
+        c, ref = st.cfg, with_adapter(st, warmup_reference(st))
+        st.__dict__['_precision'] = choose_precision(ref, st.pool, st.path('cache'), st.plan['precision'], k=c.k,
+                                                     pad_id=st.tok.pad_token_id, max_tokens=c.score_max_tokens,
+                                                     verbose=c.progress and is_main())
+    return st.__dict__['_precision']
+
 def _losses(st:Study, model, tp:TokenizedPool, adapter:bool, desc:str):
-    "Losses of `model` on `tp`: in the plan's precision where `choose_precision` finds it keeps fp32's kept set."
-    from tokenclean.scoring import choose_precision
-    c, cache, pad = st.cfg, st.path('cache'), st.tok.pad_token_id
-    chk = choose_precision(model, tp, cache, st.plan['precision'], k=c.k, pad_id=pad, max_tokens=c.score_max_tokens,
-                           verbose=c.progress and is_main())
-    return process_losses(model, tp, cache, adapter=adapter, pad_id=pad, shard_size=c.shard_size,
-                          max_tokens=c.score_max_tokens, progress=c.progress and is_main(), desc=desc,
-                          precision=chk['precision'], provenance=dict(precision_check=chk))
+    "Losses of `model` on `tp`, in the study's one precision (`study_precision`)."
+    c, chk = st.cfg, study_precision(st)
+    return process_losses(model, tp, st.path('cache'), adapter=adapter, pad_id=st.tok.pad_token_id,
+                          shard_size=c.shard_size, max_tokens=c.score_max_tokens, progress=c.progress and is_main(),
+                          desc=desc, precision=chk['precision'], provenance=dict(precision_check=chk))
 
 # %% ../nbs/api/07_study.ipynb #0d052de2
 def heldout_losses(st:Study, m)->dict:
