@@ -1,13 +1,16 @@
 """tokenclean's `train()` under an FSDP2 accelerate config on 2 CPU processes (gloo), launched by tests/test_fsdp.py:
 
-    accelerate launch --config_file tests/fixtures/accelerate-fsdp2-cpu.yaml tests/fsdp_job.py OUT [fp32|fp16] [KILL]
+    accelerate launch --config_file tests/fixtures/accelerate-fsdp2-cpu.yaml tests/fsdp_job.py OUT [fp32|fp16|online]
+                      [KILL]
     accelerate launch --config_file tests/fixtures/accelerate-fsdp2-cpu.yaml tests/fsdp_job.py study OUT CONFIG
 
 Rows and settings are those of `mp_score.py train` (all-masked micro-batches on some ranks). With KILL the job dies
-after that many steps (a checkpoint is left in OUT_DIR); the same command again resumes it. `study` runs the whole
+after that many steps (a checkpoint is left in OUT_DIR); the same command again resumes it. `online` trains with the
+`online` rule and a running threshold (`ONLINE`) on `online_rows`. `study` runs the whole
 study of CONFIG (`mp_score.py study`) and records, per rank, whether each of its trainings was sharded.
 """
 import os, sys, warnings
+import numpy as np
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 from tokenclean.core import set_threads, save_json
 from tokenclean.models import accelerator, processes, load_tokenizer
@@ -22,6 +25,13 @@ def cpu_fsdp():
     a.state.fsdp_plugin = FullyShardedDataParallelPlugin()      # from the FSDP_* variables the config file set
     a.state.distributed_type = PartialState._shared_state['distributed_type'] = DistributedType.FSDP
     assert a.is_fsdp2
+
+ONLINE = dict(rule='online', rule_k=0.5, online_window=256)
+
+def online_rows(tok)->list:
+    "`masked_rows` with seeded random stored base losses (what the `online` rule reads)."
+    rng = np.random.default_rng(0)
+    return [dict(r, base_loss=rng.normal(3, 1, len(r['labels'])).astype(np.float32)) for r in masked_rows(tok)]
 
 def main(out:str, precision:str='fp32', kill:int=0):
     import tokenclean.training as T
@@ -39,14 +49,17 @@ def main(out:str, precision:str='fp32', kill:int=0):
         saves.append(str(path))
         return save(path, **kw)
     model.save_pretrained = counted                      # which process writes the adapter
-    cfg = T.TrainConfig(**{**TRAIN, 'precision': precision, 'save_every': 2})
+    rule = ONLINE if precision == 'online' else dict(precision=precision)
+    cfg = T.TrainConfig(**{**TRAIN, **rule, 'save_every': 2})
+    rows = online_rows(tok) if precision == 'online' else masked_rows(tok)
     with warnings.catch_warnings():
         warnings.filterwarnings('error', 'the accelerate config asks for FSDP')   # it must not be ignored
-        h = T.train(model, masked_rows(tok), cfg, tok.pad_token_id, out=out, progress=False)
+        h = T.train(model, rows, cfg, tok.pad_token_id, out=out, progress=False)
     rank, world = processes()
     local = {n: (type(p).__name__, tuple(p.to_local().shape) if hasattr(p, 'to_local') else tuple(p.shape))
              for n, p in model.named_parameters() if p.requires_grad}
     save_json(dict(history=h['history'], saves=saves, loss_scale=h.get('loss_scale'), local=local, world=world,
+                   token_weight=h.get('token_weight'),
                    skipped=h['skipped_micro_batches'], distributed_type=str(accelerator().distributed_type)),
               os.path.join(out, f'rank{rank}.json'))
 

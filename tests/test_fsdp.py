@@ -5,7 +5,8 @@
 and `train` then warns and trains data parallel), so `tests/fsdp_job.py` switches accelerate's state to FSDP with the
 plugin the config describes; from there accelerate's own FSDP2 preparation, torch's `fully_shard` on gloo and
 tokenclean's gathering run as on GPUs. The rows are `mp_score.py train`'s: some ranks get all-masked micro-batches.
-The last test runs the whole tiny study of `test_accelerate.py` under the same config, against 1 process.
+`online` with a running threshold is trained the same way (the keep set must agree across ranks). The last test
+runs the whole tiny study of `test_accelerate.py` under the same config, against 1 process.
 """
 import json, os, subprocess, sys
 from pathlib import Path
@@ -91,6 +92,25 @@ def fsdp_runs(tmp_path_factory):
     launch('study', tmp/'two', cfg)
     recs = [json.loads((tmp/'two'/f'rank{r}.json').read_text())['sharded'] for r in range(2)]
     return (*one_process_beside(tmp, cfg), recs)
+
+def test_fsdp_online_running_threshold(tmp_path):
+    "`online` with a running threshold, FSDP on 2 processes: every step keeps what one process keeps; it trains alike."
+    from fsdp_job import ONLINE, online_rows
+    from tokenclean.models import load_tokenizer
+    from tokenclean.training import TrainConfig, train
+    launch(tmp_path, 'online')
+    r0, r1 = ranks(tmp_path)
+    tok = load_tokenizer('tiny-random')
+    m1 = lora_model()
+    h = train(m1, online_rows(tok), TrainConfig(**{**TRAIN, **ONLINE}), tok.pad_token_id, progress=False)
+    assert h['token_weight'] == r0['token_weight'] == r1['token_weight'] > 0      # the same tokens kept, every step
+    h0 = train(lora_model(), online_rows(tok), TrainConfig(**{**TRAIN, **ONLINE, 'online_window': 0}), tok.pad_token_id,
+               progress=False)
+    assert h0['history'] != h['history']                                          # the window, not each step's top k
+    assert [l is None for l in h['history']] == [l is None for l in r0['history']]
+    torch.testing.assert_close([l for l in r0['history'] if l is not None], [l for l in h['history'] if l is not None],
+                               **TOL)
+    assert_same_adapter(tmp_path, m1)
 
 def test_fsdp_whole_study(fsdp_runs):
     two, one, recs = fsdp_runs
