@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """bf16 against fp32 on this CPU, in one run: training speed and final loss, where training's time goes (per op),
 the scoring agreement check on the default pool, and where scoring's disagreement comes from.
-With `--train-only` it stops after 2. With `--studies A.yaml,B.yaml` it runs only the agreement check on each study's pool with that study's own reference.
+With `--train-only` it stops after 2. With `--studies A.yaml,B.yaml` it runs only the agreement check on each study's
+pool with that study's own reference; with `--decompose A.yaml` the check and the decomposition of part 3 on that
+study's pool with its reference (read from `--study-out`, or trained there).
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python scripts/cpu_precision.py [--json OUT.json]
 
@@ -98,8 +100,45 @@ def studies_only(a):
     res['machine']['load_avg_end'] = os.getloadavg()
     if a.json: open(a.json, 'w').write(json.dumps(res, indent=1, default=str) + '\n')
 
+def decompose(ref, pool, pad_id:int, tokens:int, k:float=0.6)->tuple:
+    "Losses and scores of a seeded share of `pool` with the body and the head each in fp32 or bf16, against fp32."
+    rows = [pool[i] for i in agreement_share(pool, share=0.0, min_tokens=tokens)]   # a smaller share
+    modes = {}
+    for name, (body, head) in MODES.items():
+        b, tb = losses(ref, rows, pad_id, body, head, adapter=False)
+        r, tr = losses(ref, rows, pad_id, body, head, adapter=True)
+        modes[name] = dict(base=b, score=b - r, tokens_per_s=2 / (1 / tb + 1 / tr))
+        print(f"score {name}: {modes[name]['tokens_per_s']:.0f} tokens/s", flush=True)
+    keep32 = top_k_mask(modes['fp32']['score'], k)
+    scoring = {n: dict(body=MODES[n][0], head=str(MODES[n][1] or 'autocast').replace('torch.', ''),
+                       tokens_per_s=m['tokens_per_s'],
+                       base_loss_max_abs_diff=float(np.abs(m['base'] - modes['fp32']['base']).max()),
+                       base_loss_mean_abs_diff=float(np.abs(m['base'] - modes['fp32']['base']).mean()),
+                       score_mean_abs_diff=float(np.abs(m['score'] - modes['fp32']['score']).mean()),
+                       jaccard=jaccard(top_k_mask(m['score'], k), keep32)) for n, m in modes.items()}
+    share = dict(samples=len(rows), tokens=int(sum(len(r['input_ids']) for r in rows)),
+                 scored=int(len(modes['fp32']['base'])), score_sd=float(modes['fp32']['score'].std()))
+    return scoring, share
+
+def study_decompose(a):
+    "The agreement check and the decomposition on the pool of the study `--decompose` with its own reference."
+    from tokenclean.config import load_config
+    from tokenclean.study import Study, with_adapter
+    from tokenclean.stages import warmup_reference
+    set_threads(a.threads)
+    st = Study(load_config(a.decompose, out=a.study_out, progress=False))
+    ref = with_adapter(st, warmup_reference(st)).eval()
+    res = dict(machine=dict(cpu=cpu_name(), threads=torch.get_num_threads(), load_avg_start=os.getloadavg()),
+               config=vars(a), pool=f"{st.cfg.pool} ({len(st.pool)} chats at max_len {st.cfg.max_len})",
+               check=check_precision(ref, st.pool, k=st.cfg.k, pad_id=st.tok.pad_token_id))
+    res['scoring'], res['share'] = decompose(ref, st.pool, st.tok.pad_token_id, a.decomp_tokens, st.cfg.k)
+    res['machine']['load_avg_end'] = os.getloadavg()
+    print(json.dumps({k: res[k] for k in ('check', 'scoring', 'share')}, indent=1, default=str))
+    if a.json: open(a.json, 'w').write(json.dumps(res, indent=1, default=str) + '\n')
+
 def main(a):
     if a.studies: return studies_only(a)
+    if a.decompose: return study_decompose(a)
     set_threads(a.threads)
     t_start, load0 = time.perf_counter(), os.getloadavg()
     tok = load_tokenizer(MODEL)
@@ -153,22 +192,7 @@ def main(a):
     res['check'] = check_precision(ref, pool, k=0.6, pad_id=tok.pad_token_id)
     res['check'].update(seconds=time.perf_counter() - t0, pool=f'default, all {len(pool)} chats at max_len {a.max_len}',
                         reference='this run\'s fp32 reference (the warm-up chats above)')
-    rows = [pool[i] for i in agreement_share(pool, share=0.0, min_tokens=a.decomp_tokens)]   # a smaller share
-    modes = {}
-    for name, (body, head) in MODES.items():
-        b, tb = losses(ref, rows, tok.pad_token_id, body, head, adapter=False)
-        r, tr = losses(ref, rows, tok.pad_token_id, body, head, adapter=True)
-        modes[name] = dict(base=b, score=b - r, tokens_per_s=2 / (1 / tb + 1 / tr))
-        print(f"score {name}: {modes[name]['tokens_per_s']:.0f} tokens/s", flush=True)
-    keep32 = top_k_mask(modes['fp32']['score'], 0.6)
-    res['scoring'] = {n: dict(body=MODES[n][0], head=str(MODES[n][1] or 'autocast').replace('torch.', ''),
-                              tokens_per_s=m['tokens_per_s'],
-                              base_loss_max_abs_diff=float(np.abs(m['base'] - modes['fp32']['base']).max()),
-                              base_loss_mean_abs_diff=float(np.abs(m['base'] - modes['fp32']['base']).mean()),
-                              score_mean_abs_diff=float(np.abs(m['score'] - modes['fp32']['score']).mean()),
-                              jaccard=jaccard(top_k_mask(m['score'], 0.6), keep32)) for n, m in modes.items()}
-    res['share'] = dict(samples=len(rows), tokens=int(sum(len(r['input_ids']) for r in rows)),
-                        scored=int(len(modes['fp32']['base'])), score_sd=float(modes['fp32']['score'].std()))
+    res['scoring'], res['share'] = decompose(ref, pool, tok.pad_token_id, a.decomp_tokens)
     res['machine']['load_avg_end'] = os.getloadavg()
     res['total_s'] = time.perf_counter() - t_start
     print(json.dumps({k: v for k, v in res.items() if k not in ('train',)}, indent=1, default=str))
@@ -187,4 +211,6 @@ if __name__ == '__main__':
     p.add_argument('--train-only', action='store_true', help='parts 1 and 2 only (training and its profile)')
     p.add_argument('--train-reps', type=int, default=2, help='rounds of fp32 and bf16 training, interleaved')
     p.add_argument('--studies', help='only the agreement check on these study configs\' pools (comma-separated YAML)')
+    p.add_argument('--decompose', help="only the check and the decomposition on this study config's pool and reference")
+    p.add_argument('--study-out', default='runs', help="`--decompose`: the study's run folder (its cached reference)")
     main(p.parse_args())

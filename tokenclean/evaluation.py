@@ -233,6 +233,7 @@ class LayerStates:
         "Merge the new states into the file, under a lock (processes may share it)."
         import fcntl, torch
         if not self.new: return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix('.lock'), 'w') as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             on_disk = torch.load(self.path) if self.path.exists() else {}
