@@ -4,7 +4,7 @@
 
 # %% ../../nbs/studies/02_controlled.ipynb #a57af03a
 from __future__ import annotations
-import json, random, re
+import functools, json, random, re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,25 +13,33 @@ from ..core import *
 from ..theory import bound_full, j_star
 
 # %% auto #0
-__all__ = ['ARMS', 'KINDS', 'DATA', 'SYSTEM', 'OPEN', 'CLOSE', 'common_words', 'World', 'make_world', 'response_pieces',
-           'make_sample', 'make_splits', 'write_jsonl', 'write_data', 'theory_table']
+__all__ = ['ARMS', 'KINDS', 'DATA', 'SYSTEM', 'OPEN', 'CLOSE', 'DELTA', 'V2_COLUMNS', 'REFERENCE_ARMS', 'DOSE_K', 'common_words',
+           'World', 'make_world', 'response_pieces', 'make_sample', 'make_splits', 'covered_keys', 'make_splits_v2',
+           'write_jsonl', 'write_data', 'theory_table', 'settings', 'token_groups', 'coverage_rates', 'kind_counts',
+           'selection_rates', 'planned_rates', 'kind_bounds', 'reference_of', 'run_items', 'run_selection',
+           'v2_seedless', 'v2_seed', 'dose_configs', 'dose_warmups', 'dose_theory', 'v2_status', 'read_v2']
 
 # %% ../../nbs/studies/02_controlled.ipynb #1f5b1ac9
 ARMS = ('full', 'random', 'fixed', 'rho', 'oracle', 'self_evolving', 'self_evolving_control')   # display order
 KINDS = ('informative', 'misleading', 'filler', 'boilerplate')
 DATA = dict(n_keys=12, n_filler=200, pool=192, warmup=160, heldout=500, greedy=300, mislead=0.3, fail_mislead=0.6,
-            keys=(3, 5), filler=(0, 6), world_seed=0)
+            keys=(3, 5), filler=(0, 6), world_seed=0,
+            design=1, warmup_keys=None, warmup_sizes=())   # design 2 only (`make_splits_v2`); design 1 ignores them
 
-def common_words(tok, skip:int=300, min_count:int=20)->list:
-    "Lower-case words of the packaged chitchat data that are one token with a leading space, sorted."
+@functools.lru_cache(maxsize=1)
+def _chitchat_counts()->Counter:
+    "Counts of the lower-case words (4+ letters) of the packaged chitchat data (read once per process)."
     import importlib.util
     spec = importlib.util.find_spec('chitchat_dataset')
     if spec is None:
         raise TokencleanError("the controlled experiment needs: pip install --no-deps chitchat-dataset==0.9.0")
     data = json.loads((Path(list(spec.submodule_search_locations)[0])/'dataset.json').read_text())
-    c = Counter(w for conv in data.values() for turn in conv['messages'] for m in turn
-                for w in re.findall(r'\b[a-z]{4,}\b', m['text']))
-    vocab = tok.get_vocab()
+    return Counter(w for conv in data.values() for turn in conv['messages'] for m in turn
+                   for w in re.findall(r'\b[a-z]{4,}\b', m['text']))
+
+def common_words(tok, skip:int=300, min_count:int=20)->list:
+    "Lower-case words of the packaged chitchat data that are one token with a leading space, sorted."
+    c, vocab = _chitchat_counts(), tok.get_vocab()
     return sorted(w for w, n in c.most_common()[skip:] if n >= min_count and 'Ġ' + w in vocab)
 
 @dataclass
@@ -103,6 +111,50 @@ def make_splits(w:World, a:dict)->dict:
                         [dict(sample(s, True, [], f'{sid}-wrong', False), source=f'key:{s[0]}')
                          for s, _, _, sid in held[:a['greedy']]])
 
+# %% ../../nbs/studies/02_controlled.ipynb #a96e1d7a
+def _draw(w:World, rng:random.Random, zipf, keys:list, a:dict, seen:set, filler=None)->tuple:
+    "A key sequence over `keys` that no split has used (added to `seen`) and its filler words."
+    for _ in range(100_000):
+        s = tuple(rng.choice(keys) for _ in range(rng.randint(*a['keys'])))
+        if s not in seen: break
+    else: raise TokencleanError(f"no unused key sequence left over {len(keys)} keys: use fewer samples")
+    seen.add(s)
+    n = rng.randint(*(a['filler'] if filler is None else filler))
+    return s, [w.filler[j] for j in zipf.choice(len(w.filler), n, p=w.p_filler)]
+
+def covered_keys(w:World, a:dict)->list:
+    "The keys design v2's warm-up covers: the first `warmup_keys` of the world's keys (all if None)."
+    return w.keys[:a['warmup_keys'] or len(w.keys)]
+
+def make_splits_v2(w:World, a:dict)->dict:
+    "Design v2: pool, held-out prompts per coverage group, warm-ups as prefixes of one stream over the covered keys."
+    rng, seen, cov = random.Random(a['world_seed'] + 1), set(), covered_keys(w, a)
+    zipf = np.random.default_rng(rng.randrange(2**32))
+    flags = [i < round(a['mislead']*a['pool']) for i in range(a['pool'])]
+    rng.shuffle(flags)
+    pool = []
+    for i, fl in enumerate(flags):
+        s, fill = _draw(w, rng, zipf, w.keys, a, seen)
+        pool.append(make_sample(w, s, fl, fill, f'pool-{i:04d}'))
+    unc = [k for k in w.keys if k not in cov]
+    groups = [('covered', cov), ('uncovered', unc)] if unc else [('all', w.keys)]
+    held = []
+    for g, keys in groups:
+        seqs = [_draw(w, rng, zipf, keys, a, seen, (0, 0))[0] for _ in range(a['heldout']//len(groups))]
+        held += [dict(make_sample(w, s, False, [], f'heldout-{g}-{i:04d}', False), source=f'key:{s[0]}')
+                 for i, s in enumerate(seqs)]
+        held += [dict(make_sample(w, s, True, [], f'heldout-{g}-{i:04d}-wrong', False), source=f'key:{s[0]}')
+                 for i, s in enumerate(seqs[:a['greedy']//len(groups)])]
+    wr = random.Random(a['world_seed'] + 3)
+    wz = np.random.default_rng(wr.randrange(2**32))
+    stream = [_draw(w, wr, wz, cov, a, seen) for _ in range(max([a['warmup'], *a['warmup_sizes']]))]
+    warm = lambda n: [make_sample(w, s, False, f, f'warmup-{i:04d}') for i, (s, f) in enumerate(stream[:n])]
+    n = a['warmup']
+    wrong = set(random.Random(a['world_seed'] + 2).sample(range(n), round(a['fail_mislead']*n)))
+    fail = [make_sample(w, s, i in wrong, f, f'fail-warmup-{i:04d}') for i, (s, f) in enumerate(stream[:n])]
+    return dict(pool=pool, warmup=warm(n), warmup_failure=fail, heldout=held,
+                **{f'warmup_{m}': warm(m) for m in a['warmup_sizes']})
+
 # %% ../../nbs/studies/02_controlled.ipynb #3a734db6
 def write_jsonl(samples:list, path:str|Path)->Path:
     "Write `samples` as JSON Lines, atomically."
@@ -114,7 +166,8 @@ def write_data(folder:str|Path, tok, **args)->list:
     if set(args) - set(DATA):
         raise TokencleanError(f"unknown controlled-data settings: {sorted(set(args) - set(DATA))}")
     a = {**DATA, **args}
-    sp = make_splits(make_world(tok, a), a)
+    w = make_world(tok, a)
+    sp = make_splits_v2(w, a) if a['design'] == 2 else make_splits(w, a)
     return [write_jsonl(v, Path(folder)/f'{k}.jsonl') for k, v in sp.items()]
 
 # %% ../../nbs/studies/02_controlled.ipynb #fa353893
@@ -132,3 +185,183 @@ def theory_table(sel, # long-format selection rates, one experiment
                          J_star=j_star(r['eta'], M/N, N, delta), B_full=b_full, B_clean=b_clean,
                          predicts='cleaning helps' if b_clean < b_full else 'cleaning does not help'))
     return pd.DataFrame(rows).set_index('arm')
+
+# %% ../../nbs/studies/02_controlled.ipynb #1abca377
+import dataclasses
+from ..config import StudyConfig, slug, preflight
+from ..pipelines import run_study
+from ..study import Study
+from ..stages import score_pool, reference_result, base_result
+from ..selection import select, score_kinds, kind_rates
+from ..theory import noisy_bound
+
+# %% ../../nbs/studies/02_controlled.ipynb #130d60e9
+def settings(cfg:StudyConfig)->dict:
+    "The generator settings of a controlled-experiment config (`DATA` updated by its `generator_args`)."
+    return {**DATA, **cfg.generator_args}
+
+def token_groups(tok, a:dict)->dict:
+    "(kind, token id) of every value word → 'covered' or 'uncovered': the group of the key it answers (either code)."
+    w = make_world(tok, a)
+    cov, tid = set(covered_keys(w, a)), lambda v: tok(' ' + v, add_special_tokens=False)['input_ids'][0]
+    grp = lambda k: 'covered' if k in cov else 'uncovered'
+    return {**{('informative', tid(w.right[k])): grp(k) for k in w.keys},
+            **{('misleading', tid(w.wrong[k])): grp(k) for k in w.keys}}
+
+def coverage_rates(keep:np.ndarray, kind:np.ndarray, token:np.ndarray, # per scored token: kept, kind code, token id
+                   names:tuple, groups:dict, # kind names by code; `token_groups`
+                  )->dict: # `kept_informative:covered`, ... (NaN where none); counts `n_informative:covered`, ...
+    "Share kept of the informative and misleading tokens of covered and of uncovered keys, and their counts."
+    out = {}
+    for (name, grp) in [(n, g) for n in ('informative', 'misleading') for g in ('covered', 'uncovered')]:
+        ids = [t for (n, t), g in groups.items() if n == name and g == grp]
+        on = (kind == (names.index(name) if name in names else -2)) & np.isin(token, ids)
+        out[f'kept_{name}:{grp}'] = float(keep[on].mean()) if on.any() else float('nan')
+        out[f'n_{name}:{grp}'] = int(on.sum())
+    return out
+
+# %% ../../nbs/studies/02_controlled.ipynb #f36bff87
+def kind_counts(st:Study, sc)->dict:
+    "Scored pool tokens of each kind (`n_<kind>`; `n_none` for those with none, the end-of-turn tokens)."
+    kind, names = score_kinds(sc, st.pool.rows), st.pool.kinds
+    return {f'n_{names[c] if c >= 0 else "none"}': int((kind == c).sum()) for c in np.unique(kind)}
+
+def selection_rates(st:Study, sc, keep:np.ndarray,
+                    groups:dict|None=None, # `token_groups` of the study's world (computed if None)
+                   )->dict:
+    "A keep mask against the truth: `kind_rates` (informative positive), coverage groups, and the pool's kind counts."
+    kind, names = score_kinds(sc, st.pool.rows), st.pool.kinds
+    r = dict(kind_rates(keep, kind, names, st.cfg.oracle_kinds[:1]))
+    groups = groups or token_groups(st.tok, settings(st.cfg))
+    r.update(coverage_rates(keep, kind, sc.token, names, groups))
+    return {**r, **kind_counts(st, sc)}
+
+def planned_rates(st:Study, method:str='fixed')->dict:
+    "What `method` would keep of the pool under the study's reference, before anything trains (`selection_rates`)."
+    from tokenclean.config import METHOD_RULE
+    sc = score_pool(st)
+    kind = score_kinds(sc, st.pool.rows)
+    prefer = [st.pool.kinds.index(n) for n in st.cfg.oracle_kinds if n in st.pool.kinds]
+    return selection_rates(st, sc, select(sc, METHOD_RULE[method], st.cfg.k, 0, kind=kind, prefer=prefer).keep)
+
+# %% ../../nbs/studies/02_controlled.ipynb #c084a08a
+DELTA = dict(misleading=1.0, filler=0.0, boilerplate=0.0)   # harm per token of each kind of noise (pre-registered)
+
+def _kept_counts(r:dict)->dict:
+    "Kept tokens of each kind (`n_<kind>` × `kept_<kind>`; 'none', the tokens without a kind: the rest)."
+    kinds = [k[2:] for k, v in r.items() if k.startswith('n_') and k != 'n_none' and ':' not in k and v]
+    out = {k: r[f'kept_{k}']*r[f'n_{k}'] for k in kinds}
+    return {**out, 'none': r['kept']*r['n'] - sum(out.values())}
+
+def kind_bounds(r:dict, # `selection_rates` of one arm (kept_<kind>, n_<kind>, n, kept)
+                delta:dict=DELTA, # Δ of each kind of noise ('none': no kind; 'misleading:covered': a group); others 0
+                conf:float=0.05, # δ, the bound's failure probability
+               )->dict: # Δ-weighted noise shares, full and cleaned bounds, the predicted direction
+    "The bounds with one Δ per kind of noise: `Σ_j Δ_j·(kind j's share of the trained tokens) + ε(trained tokens)`."
+    N, kept = r['n'], _kept_counts(r)
+    M = sum(kept.values())
+    full = sum(d*r.get(f'n_{k}', 0) for k, d in delta.items())/N
+    count = lambda k: kept[k] if k in kept else r.get(f'kept_{k}', 0)*r.get(f'n_{k}', 0)   # a kind or a group
+    clean = sum(d*count(k) for k, d in delta.items())/M
+    b_full, b_clean = float(noisy_bound(full, N, conf)), float(noisy_bound(clean, M, conf))
+    return dict(noise_full=full, noise_clean=clean, B_full_kinds=b_full, B_clean_kinds=b_clean,
+                predicts_kinds='cleaning helps' if b_clean < b_full else 'cleaning does not help')
+
+# %% ../../nbs/studies/02_controlled.ipynb #70e41d63
+V2_COLUMNS = ['experiment', 'arm', 'seed', 'item', 'metric', 'value', 'cluster', 'reference', 'k']
+REFERENCE_ARMS = ('reference', 'fixed', 'rho', 'kind_matched')   # arms whose model depends on the warm-up reference
+
+def reference_of(cfg:StudyConfig, method:str)->str:
+    "The warm-up set whose reference `method` used ('warmup_failure', ...), or 'none' for a reference-free arm."
+    return slug(cfg.warmup.lstrip('@')) if method in REFERENCE_ARMS else 'none'
+
+def run_items(st:Study, results:list, experiment:str|None=None)->'pd.DataFrame':
+    "The per-item held-out rows of `results` (`V2_COLUMNS`), read from their run folders, optionally relabelled."
+    import pandas as pd
+    df = pd.concat([pd.read_csv(st.path(r['run'], 'items.csv'), dtype={'item': str})
+                    .assign(reference=reference_of(st.cfg, r['method']), k=r['k']) for r in results], ignore_index=True)
+    return df.assign(experiment=experiment or st.cfg.experiment)[V2_COLUMNS]
+
+def run_selection(st:Study, results:list, experiment:str|None=None)->'pd.DataFrame':
+    "One long row per run and rate (`selection_rates` of its kept set, trained tokens, steps) of the trained `results`."
+    import pandas as pd
+    sc, rows, groups = score_pool(st), [], token_groups(st.tok, settings(st.cfg))
+    for r in results:
+        keep = st.path(r['run'], 'selection', 'keep.npy')
+        if not keep.exists(): continue   # base and reference select nothing
+        vals = dict(selection_rates(st, sc, np.load(keep), groups), trained_tokens=r['trained_tokens'],
+                    steps=r['steps'])
+        rows += [(experiment or st.cfg.experiment, r['method'], r['seed'], n, float(v),
+                  reference_of(st.cfg, r['method']), r['k']) for n, v in vals.items()]
+    return pd.DataFrame(rows, columns=['experiment', 'arm', 'seed', 'item', 'value', 'reference', 'k'])
+
+# %% ../../nbs/studies/02_controlled.ipynb #14998e56
+def v2_seedless(cfgs:list)->tuple:
+    "Warm up, evaluate and score each config's reference (and the base); (items, planned `fixed` rates per reference)."
+    import pandas as pd
+    items, rates = [], []
+    for c in cfgs:
+        st = Study(preflight(c))
+        res = [reference_result(st)] + ([base_result(st)] if 'base' in c.methods else [])
+        items.append(run_items(st, res))
+        rates += [(c.experiment, 'fixed', None, n, float(v), reference_of(c, 'fixed'), c.k)
+                  for n, v in planned_rates(st).items()]
+    cols = ['experiment', 'arm', 'seed', 'item', 'value', 'reference', 'k']
+    return pd.concat(items, ignore_index=True).drop_duplicates(), pd.DataFrame(rates, columns=cols)
+
+def v2_seed(cfgs:list, seed:int, experiment:str|None=None)->tuple:
+    "Run (or resume) every config of `cfgs` at `seed`; (items, selection rows) of their trained arms."
+    import pandas as pd
+    items, sel = [], []
+    for c in cfgs:
+        c = dataclasses.replace(c, seeds=[seed])
+        st, res = Study(c), [r for r in run_study(c) if r['method'] not in ('base', 'reference')]
+        items.append(run_items(st, res, experiment))
+        sel.append(run_selection(st, res, experiment))
+    return pd.concat(items, ignore_index=True), pd.concat(sel, ignore_index=True)
+
+# %% ../../nbs/studies/02_controlled.ipynb #58294651
+DOSE_K = (0.3, 0.6, 0.9)
+
+def dose_configs(cfg:StudyConfig, # design v2's config (`dose_response.yaml`)
+                 warmup:str, # the reference's warm-up set ('@warmup_50', '@warmup', ...)
+                 ks:tuple=DOSE_K, main:str='@warmup', # keep ratios; the warm-up under which random and full also run
+                )->list: # one config per k: fixed (and under `main`: random; full once, at design v2's k)
+    "The dose-response cells of one reference strength as configs."
+    out = []
+    for k in ks:
+        m = ['fixed'] + (['random'] if warmup == main else []) + (['full'] if warmup == main and k == cfg.k else [])
+        out.append(dataclasses.replace(cfg, warmup=warmup, k=k, methods=m))
+    return out
+
+def dose_warmups(cfg:StudyConfig)->list:
+    "The reference strengths of the grid: the warm-ups of `generator_args.warmup_sizes` and design v2's, by size."
+    a = settings(cfg)
+    return [f'@warmup_{n}' if n != a['warmup'] else '@warmup' for n in sorted({a['warmup'], *a['warmup_sizes']})]
+
+def dose_theory(sel:'pd.DataFrame', conf:float=0.05)->'pd.DataFrame':
+    "Per dose-response cell: the measured J, the theory's J* (`j_star`) and both bounds' predictions (`theory_table`)."
+    import pandas as pd
+    rows = []
+    for (ref, k), g in sel.groupby(['reference', 'k']):
+        th = theory_table(g, k, conf)
+        for arm, r in th.iterrows():
+            kb = kind_bounds(g[g.arm == arm].set_index('item').value.to_dict(), conf=conf)
+            rows.append(dict(reference=ref or 'none', k=k, arm=arm, J=r.J, J_star=r.J_star, predicts=r.predicts,
+                             predicts_kinds=kb['predicts_kinds']))
+    return pd.DataFrame(rows)
+
+# %% ../../nbs/studies/02_controlled.ipynb #2c093a22
+def v2_status(assets:str|Path, seeds:list)->str:
+    "Which parts of design v2 `assets` holds: references and base, each seed, the dose-response."
+    a = Path(assets)
+    done = lambda pat: 'done' if list(a.glob(pat)) else 'not run yet'
+    parts = [f"references and base: {done('items-seedless.csv.gz')}"] + [f"seed {s}: {done(f'items-s{s}.csv.gz')}"
+                                                                        for s in seeds]
+    return '; '.join(parts + [f"dose-response: {done('items-dose-warmup*.csv.gz')}"])
+
+def read_v2(assets:str|Path, what:str='items')->'pd.DataFrame|None':
+    "Every `<what>-*.csv.gz` of `assets` in one long frame (None if there is none)."
+    import pandas as pd
+    fs = sorted(Path(assets).glob(f'{what}-*.csv.gz'))
+    return pd.concat([pd.read_csv(f, dtype={'item': str}) for f in fs], ignore_index=True) if fs else None
