@@ -17,7 +17,8 @@ old = pd.read_csv(reference_dir(st)/'lm_eval'/'items.csv.gz')
 with tempfile.TemporaryDirectory() as d:
     t0 = time.perf_counter()
     evaluate(m, st.tok, st.cfg.eval_tasks, limit=st.cfg.eval_limit, seed=st.cfg.reference_seed, output_path=d,
-             meta=dict(method='reference', data=st.cfg.pool, seed=st.cfg.reference_seed, pool_key=st.pool.key), reuse=spec)
+             meta=dict(method='reference', data=st.cfg.pool, seed=st.cfg.reference_seed, pool_key=st.pool.key),
+             reuse=spec)
     wall = time.perf_counter() - t0
     new = pd.read_csv(Path(d)/'items.csv.gz')
 key = ['task', 'item', 'metric']
