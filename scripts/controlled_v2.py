@@ -20,46 +20,30 @@ reference, k), selection-s<seed>.csv.gz (each run's kept share of every kind and
 steps) and runs-s<seed>.json (wall times, CPU); then only ASSETS is committed. A finished seed is skipped; an
 interrupted one resumes from the run cache (runs/controlled_v2). The pre-registration is ASSETS/preregistration.md.
 """
-import argparse, dataclasses, fcntl, os, resource, subprocess, time
+import argparse, dataclasses, fcntl, resource, time
 from pathlib import Path
 import pandas as pd
 import yaml
-from tokenclean.core import set_threads, save_json, load_json
+from tokenclean.core import set_threads, save_json, load_json, atomic_path
 from tokenclean.config import load_config
 from tokenclean.studies.controlled import v2_seedless, v2_seed, dose_configs, dose_warmups, DOSE_K
 from tokenclean.study import Study
 from tokenclean.studies.real_pool import cpu_model, run_record
+from real_text import log, commit   # the real-text runner's (this folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [ROOT/'configs'/'studies'/f'{n}.yaml' for n in ('controlled_v2', 'controlled_v2_failure')]
 DOSE = ROOT/'configs'/'studies'/'dose_response.yaml'
 PILOT_ARGS = dict(pool=240, heldout=120, greedy=60, warmup_sizes=[])
 
-def log(*a): print(time.strftime('%H:%M:%S'), *a, flush=True)
-
 def cpu_s()->float:
     "CPU seconds this process has used (user + system)."
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 
-def commit(paths:list, msg:str, tries:int=30):
-    "Commit only `paths` (retrying while another process holds git's index lock)."
-    for _ in range(tries):
-        add = subprocess.run(['git', 'add', '--', *map(str, paths)], cwd=ROOT, capture_output=True, text=True)
-        if add.returncode == 0:
-            c = subprocess.run(['git', 'commit', '-m', msg, '--', *map(str, paths)], cwd=ROOT, capture_output=True,
-                               text=True)
-            if c.returncode == 0 or 'nothing to commit' in c.stdout + c.stderr: return log('committed:', msg)
-            if 'index.lock' not in c.stderr: return log('commit failed:', c.stderr.strip()[:300])
-        elif 'index.lock' not in add.stderr: return log('git add failed:', add.stderr.strip()[:300])
-        time.sleep(5)
-    log('commit gave up (index.lock)')
-
 def write(df:pd.DataFrame, path:Path)->Path:
     "Write `df` as gzipped CSV, atomically."
-    tmp = path.with_suffix('.tmp')
-    df.to_csv(tmp, index=False, compression='gzip')
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp: df.to_csv(tmp, index=False, compression='gzip')
     return path
 
 def records(cfgs:list, seed:int)->list:
