@@ -4,15 +4,15 @@
 
 # %% ../nbs/api/01_models.ipynb #710a824f
 from __future__ import annotations
-import contextlib, functools, importlib.util, os, shutil, warnings
+import atexit, contextlib, functools, importlib.util, os, shutil, warnings
 from pathlib import Path
 import torch
 from .core import *
 
 # %% auto #0
 __all__ = ['PACKAGED', 'BUILTIN', 'LORA_TARGETS', 'packaged_model', 'resolve_model', 'pick_device', 'pick_dtype', 'autocast',
-           'accelerator', 'processes', 'is_main', 'barrier', 'load_tokenizer', 'bnb_config', 'load_model',
-           'fingerprint', 'add_lora', 'top_layers', 'adapter_off']
+           'accelerator', 'end_processes', 'processes', 'is_main', 'barrier', 'load_tokenizer', 'bnb_config',
+           'load_model', 'fingerprint', 'add_lora', 'top_layers', 'adapter_off']
 
 # %% ../nbs/api/01_models.ipynb #75d2296d
 PACKAGED = {
@@ -107,8 +107,15 @@ def accelerator():
     "The study's `accelerate.Accelerator` (one per process), its process group waiting up to 12 hours."
     from datetime import timedelta
     from accelerate import Accelerator, InitProcessGroupKwargs
-    return Accelerator(cpu=not torch.cuda.is_available(),   # CPU processes: gloo (accelerate needs to be told)
-                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
+    a = Accelerator(cpu=not torch.cuda.is_available(),   # CPU processes: gloo (accelerate needs to be told)
+                    kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
+    atexit.register(end_processes)   # gloo's threads abort the process if it exits with its group open
+    return a
+
+def end_processes():
+    "Close this process's process group, if one is open (at exit, while the interpreter is still whole)."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
 
 def processes()->tuple:
     "(rank, number of processes) of this process; (0, 1) when not launched on several."
