@@ -1,26 +1,31 @@
 """Run (or resume) the real-text study, design v2 (nbs/studies/04_real_pool.ipynb), seed by seed, committing each seed.
 
   OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py                      # one process, every seed
-  OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py --worker 0/2 &       # two processes: seeds split by
-  OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py --worker 1/2 &       # position (41, 43 | 42)
+  OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py --worker 0/2 &       # two processes: the (seed, arm) runs
+  OMP_NUM_THREADS=1 .venv/bin/python scripts/real_text.py --worker 1/2 &       # split by position, seed 41's first
   ... --part rules        amendment 1 (issue 22): the token-rule arms of configs/studies/real_text_rules.yaml, seed by
                           seed, into ASSETS/items-rules-s<seed>.csv.gz (run after the main study)
   ... --pilot fp32|bf16   the pilot (reference A, a 48-sample pool, one seed, 40 items per task) at that training
                           precision: nbs/assets/real_text/pilot-<p>/
 
 Both references (configs/studies/real_text_a.yaml, real_text_b.yaml) run through `run_study`; the shared stages
-(warm-ups, scoring, base) run once under a file lock. Per seed it writes ASSETS/items-s<seed>.csv.gz (long format:
-experiment, arm, seed, item, metric, value, reference, cluster, task) and runs-s<seed>.json (steps, tokens, wall
-times, CPU), then commits only ASSETS. A finished seed is skipped; an interrupted one resumes from the run cache.
+(warm-ups, scoring, base) run once under a file lock; once the base's and the references' items are committed they
+are not evaluated again (a new checkout warms up and scores again, and checks that its references select what the
+committed ones did: reference_check.json). Each trained arm is committed as it finishes, into ASSETS/parts/ (a run
+cache under runs/ does not outlive a session); when a seed's arms are all done they become ASSETS/items-s<seed>.csv.gz
+(long format: experiment, arm, seed, item, metric, value, reference, cluster, task) and runs-s<seed>.json (steps,
+tokens, wall times, CPU). A finished seed or arm is skipped; an interrupted arm resumes from the run cache if it has one.
 """
-import argparse, dataclasses, fcntl, subprocess, time
+import argparse, dataclasses, fcntl, json, subprocess, time
+import pandas as pd
 import yaml
 from pathlib import Path
 from tokenclean.core import set_threads, Timer, save_json
 from tokenclean.config import load_config
 from tokenclean.stages import score_pool
 from tokenclean.selection import reference_check
-from tokenclean.studies.real_pool import prepare, seedless_items, seed_items, write_items, cpu_model, contamination
+from tokenclean.studies.real_pool import (prepare, seedless_items, trained_arms, arm_items, write_items, cpu_model,
+                                         contamination, reference_name)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [ROOT/'configs'/'studies'/f'real_text_{r}.yaml' for r in 'ab']
@@ -46,7 +51,7 @@ def commit(paths:list, msg:str, tries:int=30):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--worker', default='0/1', help='i/n: this process runs the seeds at positions i, i+n, ...')
+    ap.add_argument('--worker', default='0/1', help='i/n: this process runs the (seed, arm) runs at positions i, i+n, ...')
     ap.add_argument('--assets', default=str(ROOT/'nbs'/'assets'/'real_text'))
     ap.add_argument('--pilot', choices=['fp32', 'bf16'], help='the pilot at this training precision')
     ap.add_argument('--part', choices=list(PARTS), default='main',
@@ -69,26 +74,46 @@ def main():
     Path(cfgs[0].out).mkdir(parents=True, exist_ok=True)
     with open(Path(cfgs[0].out)/'.prepare.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)                       # the shared stages: one process at a time
-        sts, wall = prepare(cfgs)
-        if not (assets/'items-seedless.csv.gz').exists():
+        done = (assets/'items-seedless.csv.gz').exists()
+        sts, wall = prepare(cfgs, evaluate=not done)
+        c = cfgs[0]
+        check = {r: dict(reference_check(score_pool(st), c.k), pool=len(st.pool), heldout=len(st.heldout),
+                         warmup=len(st.warmup)) for r, st in sts.items()}
+        if not done:
             log(f"prepared: {wall}")
             items, recs = seedless_items(cfgs, sts)
-            files = write_items(items, recs, assets, 'seedless')
+            write_items(items, recs, assets, 'seedless')
             save_json(dict(wall_s=wall, cpu=cpu_model(), threads=threads), assets/"prepare.json")
-            c = cfgs[0]
             save_json(contamination(next(iter(sts.values())), c.eval_tasks, c.eval_limit), assets/'contamination.json')
-            save_json({n: dict(reference_check(score_pool(st), c.k), pool=len(st.pool), heldout=len(st.heldout),
-                               warmup=len(st.warmup)) for n, st in sts.items()}, assets/'reference_check.json')
+            save_json(check, assets/'reference_check.json')
             if not a.no_commit: commit([assets], f'real-text study: base and references ({assets.name})')
+        else:
+            log(f"prepared (warm-ups and scoring only): {wall}")
+            same = json.loads(json.dumps(check, default=str)) == json.loads((assets/'reference_check.json').read_text())
+            log('references select as the committed ones did' if same else
+                f'WARNING: the references differ from the committed ones: {check}')
         fcntl.flock(lock, fcntl.LOCK_UN)
-    for seed in cfgs[0].seeds[i::n]:
-        if (assets/f'items-{tag}s{seed}.csv.gz').exists():
-            log(f'{tag}seed {seed}: done before'); continue
-        log(f'{tag}seed {seed}: running')
-        with Timer() as t: items, recs = seed_items(trained, sts, seed)
-        write_items(items, [dict(r, seed_wall_s=round(t.s, 1)) for r in recs], assets, f'{tag}s{seed}')
-        log(f'{tag}seed {seed}: {len(recs)} runs, {len(items)} rows in {t.s/60:.0f} min')
-        if not a.no_commit: commit([assets], f'real-text study: {a.part} seed {seed} ({assets.name})')
+    units = [(seed, c, m) for seed in cfgs[0].seeds for c, m in trained_arms(trained)]   # seed by seed, arm by arm
+    name = lambda seed, c, m: f'{tag}s{seed}-{reference_name(c)}-{m}'
+    part = lambda nm, k='items', e='csv.gz': assets/'parts'/f'{k}-{nm}.{e}'
+    for seed, c, m in units[i::n]:
+        nm = name(seed, c, m)
+        if (assets/f'items-{tag}s{seed}.csv.gz').exists() or part(nm).exists(): continue
+        log(f'{nm}: running')
+        with Timer() as t: items, recs = arm_items(c, sts, seed, m)
+        write_items(items, [dict(r, arm_wall_s=round(t.s, 1)) for r in recs], assets/'parts', nm)
+        log(f'{nm}: {len(items)} rows in {t.s/60:.0f} min')
+        paths = [assets/'parts']
+        with open(Path(cfgs[0].out)/'.merge.lock', 'w') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)                   # the seed's last arm merges its parts, once
+            names = [name(s, c2, m2) for s, c2, m2 in units if s == seed]
+            if all(part(x).exists() for x in names) and not (assets/f'items-{tag}s{seed}.csv.gz').exists():
+                items = pd.concat([pd.read_csv(part(x)) for x in names], ignore_index=True)
+                recs = [r for x in names for r in json.loads(part(x, 'runs', 'json').read_text())]
+                paths = write_items(items, recs, assets, f'{tag}s{seed}') + [assets/'parts']
+                for x in names: part(x).unlink(); part(x, 'runs', 'json').unlink()
+                log(f'{tag}seed {seed}: all {len(recs)} runs, {len(items)} rows')
+            if not a.no_commit: commit(paths, f'real-text study: {a.part} seed {seed}, {m} ({nm})')
     log('finished')
 
 if __name__ == '__main__': main()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/09a_evaluation.ipynb #ce4ed462
 from __future__ import annotations
-import contextlib, re
+import contextlib, functools, re
 from collections import Counter, defaultdict
 from pathlib import Path
 from .core import *
@@ -13,11 +13,11 @@ from .tydiqa import *
 
 # %% auto #0
 __all__ = ['task_spec', 'offline_n', 'gold_logprob', 'eval_items', 'decoder_layers', 'layers_key', 'input_key', 'LayerStates',
-           'reuse_layers', 'evaluate', 'no_bars', 'result_key', 'save_result', 'ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS',
-           'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES', 'asset_folder', 'write_task',
-           'build_offline_task', 'split_task', 'normalize_answer', 'squad_f1', 'squad_em', 'tydiqa_f1', 'load_tydiqa',
-           'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1', 'tydiqa_agg_em',
-           'build_tydiqa_task']
+           'reuse_layers', 'logits_to_keep', 'continuation_lm', 'evaluate', 'no_bars', 'result_key', 'save_result',
+           'ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES',
+           'asset_folder', 'write_task', 'build_offline_task', 'split_task', 'normalize_answer', 'squad_f1', 'squad_em',
+           'tydiqa_f1', 'load_tydiqa', 'tydiqa_prompt', 'tydiqa_docs', 'tydiqa_process_results', 'tydiqa_agg_f1',
+           'tydiqa_agg_em', 'build_tydiqa_task']
 
 # %% ../nbs/api/09a_evaluation.ipynb #9b4dc841
 _all_ = ['ONLINE_TASKS', 'PAPER_TASKS', 'ASSETS', 'OFFLINE_TASKS', 'DEFAULT_N', 'TASK_FORMAT', 'TYDIQA_TEMPLATES',
@@ -268,6 +268,47 @@ def reuse_layers(model, n:int, # the first `n` decoder layers: shared by every m
         for l in layers[:n]: del l.forward
         st.save()
 
+# %% ../nbs/api/09a_evaluation.ipynb #0d1c3fac
+def logits_to_keep(rows:list, # a right-padded (with 0) batch of inputs, as lists of token ids
+                   need:dict, # input (tuple of ids) -> longest continuation read from it
+                  )->int: # positions from the end holding every row's continuation; 0: all of them
+    "How many last positions of a batch hold every row's continuation (0 where a row is unknown or ambiguous)."
+    first = len(rows[0])
+    for r in rows:
+        z = len(r)
+        while z > 0 and r[z - 1] == 0: z -= 1                     # the input may end in 0s of its own
+        hits = [(n, need[t]) for n in range(z, len(r) + 1) if (t := tuple(r[:n])) in need]
+        if len(hits) != 1: return 0
+        first = min(first, hits[0][0] - hits[0][1])
+    return len(rows[0]) - first
+
+# %% ../nbs/api/09a_evaluation.ipynb #7b96d030
+@functools.cache
+def continuation_lm():
+    "lm-eval's `HFLM`, with the output head applied only from each batch's earliest continuation position on."
+    import torch
+    from lm_eval.models.huggingface import HFLM
+    class ContinuationLM(HFLM):
+        "`HFLM` whose loglikelihood batches compute logits only where a continuation is read (`logits_to_keep`)."
+        _need = None
+        def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):
+            need = {}
+            for _, ctx, cont in requests:                             # the inputs HFLM builds from them
+                k = tuple((ctx + cont)[-(self.max_length + 1):][:-1])
+                need[k] = max(need.get(k, 0), len(cont))
+            self._need = need if self.backend == 'causal' else None
+            try: return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+            finally: self._need = None
+        def _model_call(self, inps, attn_mask=None, labels=None):
+            k = logits_to_keep(inps.tolist(), self._need) if self._need and attn_mask is None else 0
+            if not 0 < k < inps.shape[1]: return super()._model_call(inps, attn_mask, labels)
+            dt = self.mixed_precision_dtype
+            try:
+                with torch.no_grad(), torch.autocast(self.device.type, dtype=dt, enabled=dt is not None):
+                    return self.model(inps, logits_to_keep=k).logits
+            except TypeError: return super()._model_call(inps, attn_mask, labels)   # a model without logits_to_keep
+    return ContinuationLM
+
 # %% ../nbs/api/09a_evaluation.ipynb #fc6c3c67
 def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an lm-eval `LM`; its tokenizer
              tasks:list, # names (see `task_spec`) or specs
@@ -278,6 +319,7 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
              output_path:str|Path|None=None, # folder for lm-eval's own files and the per-item `items.csv.gz`
              progress:bool=False, # show lm-eval's own progress bars (per request type and task)
              reuse:tuple|None=None, # (n, folder): replay the first n decoder layers' outputs (`reuse_layers`)
+             all_logits:bool=False, # lm-eval's own `HFLM` (the head at every position), not `continuation_lm`
             )->dict: # {'results': {task: {metric: value, metric_stderr: se}}, 'record': {...}, 'samples'?, 'items'?}
     "Evaluate `model` on `tasks` with lm-eval, in-process."
     import torch
@@ -288,7 +330,8 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
     for s in specs: groups[num_fewshot if num_fewshot is not None else s['num_fewshot']].append(s)
     keep = reuse_layers(model, *reuse) if reuse else contextlib.nullcontext()
     with _eval_mode(model), torch.no_grad(), (contextlib.nullcontext() if progress else no_bars()), keep:
-        lm = model if isinstance(model, LM) else HFLM(pretrained=model, tokenizer=tok, batch_size=bs)
+        cls = HFLM if all_logits else continuation_lm()
+        lm = model if isinstance(model, LM) else cls(pretrained=model, tokenizer=tok, batch_size=bs)
         tm = _task_manager(specs)                                    # one TaskManager for every group
         tracker = _tracker(output_path, _run_name(model, meta))
         for shots, ss in groups.items():
@@ -298,6 +341,7 @@ def evaluate(model, tok, # model object (plain, PeftModel, merged, 4-bit) or an 
             out['samples'].update(smp)
             items += its
     out['record'].update(_run_record(model, tok, r, limit, bs, _seeds(seed), meta))
+    out['record']['lm'] = type(lm).__name__                        # which head: HFLM (all), ContinuationLM
     if output_path is not None: out['record']['items'] = str(_save_items(items, output_path))
     if log_samples: out['items'] = items
     else: del out['samples']

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from ..core import *
 from ..config import StudyConfig, METHOD_RULE, slug, preflight
-from ..pipelines import run_study, study_items
+from ..pipelines import run_study, run_method, needs_scores, study_items
 from ..study import Study, SEEDLESS, base_model, with_adapter, heldout_losses, _losses
 from ..stages import score_pool, warmup_reference, reference_result, base_result
 from ..selection import reference_check, select
@@ -25,8 +25,8 @@ from ..stats import RESULT_COLUMNS, comparison_table, mde, pair_arms
 __all__ = ['PAIRS', 'PRIMARY', 'RULE_PAIRS', 'NORM_TASKS', 'ITEM_COLUMNS', 'read_items', 'run_status', 'planned_mde', 'pilot_sds',
            'by_task', 'analysis_items', 'headline', 'drift_texts', 'real_text_data', 'uses_reference', 'reference_name',
            'kept_threshold', 'split_nll', 'drift_nll', 'diagnostics', 'gold_lp', 'result_items', 'cpu_model',
-           'run_record', 'prepare', 'seedless_items', 'seed_items', 'write_items', 'ngram_overlap', 'contamination',
-           'token_nlls', 'save_token_nlls', 'run_real_study']
+           'run_record', 'prepare', 'seedless_items', 'trained_arms', 'arm_items', 'seed_items', 'write_items',
+           'ngram_overlap', 'contamination', 'token_nlls', 'save_token_nlls', 'run_real_study']
 
 # %% ../../nbs/studies/04_real_pool.ipynb #659b96a7
 def read_items(assets:str|Path)->pd.DataFrame|None:
@@ -236,14 +236,14 @@ def run_record(st:Study, r:dict)->dict:
                 precision=st.plan['precision'], threads=torch.get_num_threads(), cpu=cpu_model())
 
 # %% ../../nbs/studies/04_real_pool.ipynb #a2b77fe3
-def prepare(cfgs:list)->tuple:
-    "Warm up each config's reference, evaluate it and the base, score the pool (cached); (reference → Study, wall s)."
+def prepare(cfgs:list, evaluate:bool=True)->tuple:
+    "Warm up each config's reference, score the pool and, with `evaluate`, evaluate it and the base (cached)."
     sts, wall = {}, {}
     for c in cfgs:
         name = reference_name(c)
         st = sts[name] = Study(preflight(c))
-        stages = [('warmup', warmup_reference), ('reference_eval', reference_result), ('score', score_pool)]
-        for stage, f in stages + ([('base', base_result)] if 'base' in c.methods else []):
+        evals = [('reference_eval', reference_result)] + ([('base', base_result)] if 'base' in c.methods else [])
+        for stage, f in [('warmup', warmup_reference), ('score', score_pool)] + (evals if evaluate else []):
             with Timer() as t: f(st)
             wall[f'{name}:{stage}'] = round(t.s, 1)
     return sts, wall
@@ -254,11 +254,21 @@ def seedless_items(cfgs:list, sts:dict)->tuple:
              + ([base_result(sts[reference_name(c)])] if 'base' in c.methods else [])]
     return _collect(pairs, sts)
 
+def trained_arms(cfgs:list)->list:
+    "(config, method) of every arm that `cfgs` train at each seed, in order."
+    return [(c, m) for c in cfgs for m in c.methods if m not in SEEDLESS]
+
+def arm_items(c:StudyConfig, sts:dict, seed:int, method:str)->tuple:
+    "Run (or resume) one trained arm of config `c` at `seed`; (items, run records)."
+    st = Study(preflight(dataclasses.replace(c, seeds=[seed], methods=[method])))
+    r = run_method(st, method, seed, score_pool(st) if needs_scores([method]) else None)
+    return _collect([(sts[reference_name(c)], r)], sts)
+
 def seed_items(cfgs:list, sts:dict, seed:int)->tuple:
-    "Run (or resume) every config at `seed` with `run_study`; (items, run records) of its trained arms."
-    pairs = [(sts[reference_name(c)], r) for c in cfgs for r in run_study(dataclasses.replace(c, seeds=[seed]))
-             if r['method'] not in SEEDLESS]
-    return _collect(pairs, sts)
+    "Run (or resume) every trained arm of `cfgs` at `seed`, arm by arm; (items, run records)."
+    parts = [arm_items(c, sts, seed, m) for c, m in trained_arms(cfgs)]
+    return pd.concat([i for i, _ in parts], ignore_index=True), [r for _, rs in parts for r in rs]
+
 
 # %% ../../nbs/studies/04_real_pool.ipynb #0e31efed
 def _collect(pairs:list, sts:dict)->tuple:
