@@ -11,8 +11,8 @@ from .core import *
 
 # %% auto #0
 __all__ = ['PACKAGED', 'BUILTIN', 'LORA_TARGETS', 'packaged_model', 'resolve_model', 'pick_device', 'pick_dtype', 'autocast',
-           'accelerator', 'end_processes', 'processes', 'is_main', 'barrier', 'load_tokenizer', 'bnb_config',
-           'load_model', 'fingerprint', 'add_lora', 'top_layers', 'adapter_off']
+           'accelerator', 'processes', 'is_main', 'barrier', 'load_tokenizer', 'bnb_config', 'load_model',
+           'fingerprint', 'add_lora', 'top_layers', 'adapter_off']
 
 # %% ../nbs/api/01_models.ipynb #75d2296d
 PACKAGED = {
@@ -109,13 +109,8 @@ def accelerator():
     from accelerate import Accelerator, InitProcessGroupKwargs
     a = Accelerator(cpu=not torch.cuda.is_available(),   # CPU processes: gloo (accelerate needs to be told)
                     kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
-    atexit.register(end_processes)   # gloo's threads abort the process if it exits with its group open
+    atexit.register(a.state.destroy_process_group)   # gloo's threads abort a process that exits with its group open
     return a
-
-def end_processes():
-    "Close this process's process group, if one is open (at exit, while the interpreter is still whole)."
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
 
 def processes()->tuple:
     "(rank, number of processes) of this process; (0, 1) when not launched on several."
