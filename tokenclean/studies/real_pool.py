@@ -36,10 +36,14 @@ def read_items(assets:str|Path)->pd.DataFrame|None:
 
 def run_status(assets:str|Path, seeds:list, part:str='')->str:
     "Which parts of the study `assets` holds: the base and the references, then each seed (of amendment `part`)."
-    done = lambda n: 'done' if (Path(assets)/f'items-{n}.csv.gz').exists() else 'not run yet'
+    a = Path(assets)
+    arms = lambda n: [f.name[len(f'items-{n}-'):-len('.csv.gz')] for f in sorted(a.glob(f'parts/items-{n}-*.csv.gz'))]
+    done = lambda n: 'done' if (a/f'items-{n}.csv.gz').exists() else \
+        f"runs committed so far: {', '.join(arms(n))}" if arms(n) else 'not run yet'
     tag = f'{part}-' if part else ''
     head = [] if part else [f"base and references: {done('seedless')}"]
     return '; '.join(head + [f'{part} seed {s}: {done(f"{tag}s{s}")}'.lstrip() for s in seeds])
+
 
 # %% ../../nbs/studies/04_real_pool.ipynb #09de6c96
 def planned_mde(sd_item:float,       # per-item SD of the paired difference (from the pilot)
