@@ -1,13 +1,13 @@
-"""Run (or resume) the controlled experiment, design v2 (nbs/studies/02_controlled.ipynb), seed by seed, committing.
+"""Run (or resume) the controlled experiment, design v2 (nbs/studies/02_controlled.ipynb), arm by arm, committing.
 
   nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python scripts/controlled_v2.py                # every seed, one process
-  nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python scripts/controlled_v2.py --worker 0/2 & # two processes: seeds
-  nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python scripts/controlled_v2.py --worker 1/2 & # by position (41, 43 | 42)
+  nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python scripts/controlled_v2.py --worker 0/2 & # two processes: the
+  nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python scripts/controlled_v2.py --worker 1/2 & # (seed, arm) runs alternate
   ... --part dose [--worker i/n]   the dose-response grid (configs/studies/dose_response.yaml): seed 41, fixed at
-                                   k in DOSE_K under each warm-up size, random (and full) once; workers split the
-                                   warm-ups. Run it after the main part's seed 41 has finished: its k 0.6 cells under
-                                   the 200-sample warm-up are design v2's seed-41 runs, read from the run cache (run
-                                   at the same time, both processes could train them into one folder)
+                                   k in DOSE_K under each warm-up size, random (and full) once; workers alternate
+                                   its runs. Run it after the main part's seed 41 has finished: its k 0.6 cells under
+                                   the 200-sample warm-up are design v2's seed-41 runs, read from the run cache in the
+                                   same session (run at the same time, both processes could train them into one folder)
   ... --pilot                      the pilot: a 240-sample pool (the full-size warm-ups), 120 held-out prompts, seed 41,
                                    base, reference, full and fixed, the failure reference's planned selection; into
                                    ASSETS/pilot/ (with wall and CPU times per stage)
@@ -15,18 +15,20 @@
 Design v2 is configs/studies/controlled_v2.yaml and its failure case controlled_v2_failure.yaml, both through
 `run_study`. The shared stages (data, warm-ups, scoring, base, references) run first under a file lock and write
 ASSETS/items-seedless.csv.gz and planned-seedless.csv.gz (what fixed would keep under each reference, before any arm
-trains). Per seed: ASSETS/items-s<seed>.csv.gz (long format: experiment, arm, seed, item, metric, value, cluster,
-reference, k), selection-s<seed>.csv.gz (each run's kept share of every kind and coverage group, trained tokens,
-steps) and runs-s<seed>.json (wall times, CPU); then only ASSETS is committed. A finished seed is skipped; an
-interrupted one resumes from the run cache (runs/controlled_v2). The pre-registration is ASSETS/preregistration.md.
+trains). Each trained arm is committed as it finishes, into ASSETS/parts/ (the run cache, runs/controlled_v2, does
+not outlive a session); when a seed's arms are all there they become ASSETS/items-s<seed>.csv.gz (long format:
+experiment, arm, seed, item, metric, value, cluster, reference, k), selection-s<seed>.csv.gz (each run's kept share of
+every kind and coverage group, trained tokens, steps) and runs-s<seed>.json (wall times, CPU). Only ASSETS is
+committed. A finished seed or arm is skipped; an interrupted arm resumes from the run cache if it has one. The
+pre-registration is ASSETS/preregistration.md.
 """
-import argparse, dataclasses, fcntl, resource, time
+import argparse, dataclasses, fcntl, json, resource, time
 from pathlib import Path
 import pandas as pd
 import yaml
 from tokenclean.core import set_threads, save_json, load_json, atomic_path
 from tokenclean.config import load_config
-from tokenclean.studies.controlled import v2_seedless, v2_seed, dose_configs, dose_warmups, DOSE_K
+from tokenclean.studies.controlled import v2_seedless, v2_arms, v2_arm, reference_of, dose_configs, dose_warmups, DOSE_K
 from tokenclean.study import Study
 from tokenclean.studies.real_pool import cpu_model, run_record
 from real_text import log, commit   # the real-text runner's (this folder)
@@ -46,18 +48,11 @@ def write(df:pd.DataFrame, path:Path)->Path:
     with atomic_path(path) as tmp: df.to_csv(tmp, index=False, compression='gzip')
     return path
 
-def records(cfgs:list, seed:int)->list:
-    "Run records (steps, tokens, train and evaluation wall times, CPU) of every trained run of `cfgs` at `seed`."
-    out = []
-    for c in cfgs:
-        c = dataclasses.replace(c, seeds=[seed])
-        st = Study(c)
-        for m in c.methods:
-            if m in ('base', 'reference'): continue
-            f = st.run_dir(m, seed)/'results.json'
-            if f.exists(): out.append(dict(run_record(st, load_json(f)),
-                                           experiment=c.experiment, k=c.k, warmup=c.warmup))
-    return out
+def record(c, seed:int, method:str)->dict:
+    "Run record (steps, tokens, train and evaluation wall times, CPU) of one trained run."
+    st = Study(dataclasses.replace(c, seeds=[seed]))
+    return dict(run_record(st, load_json(st.run_dir(method, seed)/'results.json')), experiment=c.experiment, k=c.k,
+                warmup=c.warmup)
 
 def shared(cfgs:list, assets:Path, name:str, no_commit:bool):
     "The shared stages of `cfgs` once (under a file lock): items and planned selections of the base and references."
@@ -75,22 +70,43 @@ def shared(cfgs:list, assets:Path, name:str, no_commit:bool):
             if not no_commit: commit([assets], f'controlled v2: references and base ({name})')
         fcntl.flock(lock, fcntl.LOCK_UN)
 
-def run_unit(cfgs:list, seed:int, assets:Path, tag:str, experiment:str|None, no_commit:bool, msg:str):
-    "Run (or skip, if its files exist) one unit of work and commit its files."
-    if (assets/f'items-{tag}.csv.gz').exists(): return log(f'{tag}: done before')
-    log(f'{tag}: running')
-    t0, c0 = time.time(), cpu_s()
-    items, sel = v2_seed(cfgs, seed, experiment)
-    write(sel, assets/f'selection-{tag}.csv.gz')
-    save_json(dict(runs=records(cfgs, seed), wall_s=round(time.time() - t0, 1), cpu_s=round(cpu_s() - c0, 1),
-                   cpu=cpu_model()), assets/f'runs-{tag}.json')
-    write(items, assets/f'items-{tag}.csv.gz')   # last: its presence marks the unit done
-    log(f'{tag}: {len(items)} rows in {(time.time() - t0)/60:.1f} min')
-    if not no_commit: commit([assets], msg)
+def run_arms(units:list, i:int, n:int, assets:Path, no_commit:bool, msg:str):
+    "Run this worker's share (positions i, i+n, ...) of `units`, [(tag, configs, seed, experiment)], arm by arm."
+    arms = [(tag, c, m, seed, exp) for tag, cfgs, seed, exp in units for c, m in v2_arms(cfgs)]
+    name = lambda tag, c, m: f'{tag}-{c.experiment}-{reference_of(c, m)}-{m}-k{c.k}'
+    part = lambda nm, kind, ext='csv.gz': assets/'parts'/f'{kind}-{nm}.{ext}'
+    for tag, c, m, seed, exp in arms[i::n]:
+        nm = name(tag, c, m)
+        if (assets/f'items-{tag}.csv.gz').exists() or part(nm, 'items').exists(): continue
+        log(f'{nm}: running')
+        t0, c0 = time.time(), cpu_s()
+        items, sel = v2_arm(c, seed, m, exp)
+        (assets/'parts').mkdir(exist_ok=True)
+        write(sel, part(nm, 'selection'))
+        save_json(dict(runs=[record(c, seed, m)], wall_s=round(time.time() - t0, 1), cpu_s=round(cpu_s() - c0, 1),
+                       cpu=cpu_model()), part(nm, 'runs', 'json'))
+        write(items, part(nm, 'items'))   # last: its presence marks the arm done
+        log(f'{nm}: {len(items)} rows in {(time.time() - t0)/60:.1f} min')
+        paths = [assets/'parts']
+        with open(Path(units[0][1][0].out)/'.merge.lock', 'w') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)   # the unit's last arm merges its parts, once
+            names = [name(t, c2, m2) for t, c2, m2, _, _ in arms if t == tag]
+            if all(part(x, 'items').exists() for x in names) and not (assets/f'items-{tag}.csv.gz').exists():
+                js = [load_json(part(x, 'runs', 'json')) for x in names]
+                save_json(dict(runs=[r for j in js for r in j['runs']], wall_s=round(sum(j['wall_s'] for j in js), 1),
+                               cpu_s=round(sum(j['cpu_s'] for j in js), 1), cpu=cpu_model()), assets/f'runs-{tag}.json')
+                write(pd.concat([pd.read_csv(part(x, 'selection')) for x in names]), assets/f'selection-{tag}.csv.gz')
+                write(pd.concat([pd.read_csv(part(x, 'items'), dtype={'item': str}) for x in names]),
+                      assets/f'items-{tag}.csv.gz')
+                for x in names:
+                    for k, e in (('items', 'csv.gz'), ('selection', 'csv.gz'), ('runs', 'json')): part(x, k, e).unlink()
+                paths = [assets]
+                log(f'{tag}: all {len(names)} arms merged')
+            if not no_commit: commit(paths, f'{msg}: {tag}, {m} ({nm})')
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--worker', default='0/1', help='i/n: this process runs the units at positions i, i+n, ...')
+    ap.add_argument('--worker', default='0/1', help='i/n: this process runs the (unit, arm) runs at positions i, i+n, ...')
     ap.add_argument('--part', choices=['main', 'dose'], default='main')
     ap.add_argument('--pilot', action='store_true')
     ap.add_argument('--assets', default=str(ROOT/'nbs'/'assets'/'controlled_v2'))
@@ -113,17 +129,15 @@ def main():
     if a.part == 'main':
         shared(cfgs, assets, 'seedless', a.no_commit)
         if a.pilot: cfgs = cfgs[:1]   # the pilot trains no failure arm: its planned selection is enough
-        for seed in cfgs[0].seeds[i::n]:
-            run_unit(cfgs, seed, assets, f's{seed}', None, a.no_commit, f'controlled v2: seed {seed} ({assets.name})')
+        run_arms([(f's{seed}', cfgs, seed, None) for seed in cfgs[0].seeds], i, n, assets, a.no_commit,
+                 f'controlled v2 ({assets.name})')
     else:
         dose = load_config(DOSE, **over)
         warm = dose_warmups(dose)
         shared([dataclasses.replace(dose, warmup=w, methods=['fixed']) for w in warm], assets, 'dose-seedless',
                a.no_commit)
-        for w in warm[i::n]:
-            name = w.lstrip('@')
-            run_unit(dose_configs(dose, w, DOSE_K), dose.seeds[0], assets, f'dose-{name}', 'dose_response', a.no_commit,
-                     f'controlled v2: dose-response, {name}')
+        run_arms([(f"dose-{w.lstrip('@')}", dose_configs(dose, w, DOSE_K), dose.seeds[0], 'dose_response')
+                  for w in warm], i, n, assets, a.no_commit, 'controlled v2: dose-response')
     log('finished')
 
 if __name__ == '__main__': main()

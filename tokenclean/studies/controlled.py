@@ -17,7 +17,8 @@ __all__ = ['ARMS', 'KINDS', 'DATA', 'SYSTEM', 'OPEN', 'CLOSE', 'DELTA', 'V2_COLU
            'World', 'make_world', 'response_pieces', 'make_sample', 'make_splits', 'covered_keys', 'make_splits_v2',
            'write_jsonl', 'write_data', 'theory_table', 'settings', 'token_groups', 'coverage_rates', 'kind_counts',
            'selection_rates', 'planned_rates', 'kind_bounds', 'reference_of', 'run_items', 'run_selection',
-           'v2_seedless', 'v2_seed', 'dose_configs', 'dose_warmups', 'dose_theory', 'v2_status', 'read_v2']
+           'v2_seedless', 'v2_arms', 'v2_arm', 'v2_seed', 'dose_configs', 'dose_warmups', 'dose_theory', 'v2_status',
+           'read_v2']
 
 # %% ../../nbs/studies/02_controlled.ipynb #1f5b1ac9
 ARMS = ('full', 'random', 'fixed', 'rho', 'oracle', 'self_evolving', 'self_evolving_control')   # display order
@@ -189,7 +190,7 @@ def theory_table(sel, # long-format selection rates, one experiment
 # %% ../../nbs/studies/02_controlled.ipynb #1abca377
 import dataclasses
 from ..config import StudyConfig, slug, preflight
-from ..pipelines import run_study
+from ..pipelines import run_method, needs_scores
 from ..study import Study
 from ..stages import score_pool, reference_result, base_result
 from ..selection import select, score_kinds, kind_rates
@@ -309,16 +310,22 @@ def v2_seedless(cfgs:list)->tuple:
     cols = ['experiment', 'arm', 'seed', 'item', 'value', 'reference', 'k']
     return pd.concat(items, ignore_index=True).drop_duplicates(), pd.DataFrame(rates, columns=cols)
 
+def v2_arms(cfgs:list)->list:
+    "(config, method) of every arm that `cfgs` train at each seed, in order."
+    return [(c, m) for c in cfgs for m in c.methods if m not in ('base', 'reference')]
+
+def v2_arm(c:StudyConfig, seed:int, method:str, experiment:str|None=None)->tuple:
+    "Run (or resume) one trained arm of config `c` at `seed`; (items, selection rows)."
+    st = Study(preflight(dataclasses.replace(c, seeds=[seed], methods=[method])))
+    r = run_method(st, method, seed, score_pool(st) if needs_scores([method]) else None)
+    return run_items(st, [r], experiment), run_selection(st, [r], experiment)
+
 def v2_seed(cfgs:list, seed:int, experiment:str|None=None)->tuple:
-    "Run (or resume) every config of `cfgs` at `seed`; (items, selection rows) of their trained arms."
+    "Run (or resume) every trained arm of `cfgs` at `seed`, arm by arm; (items, selection rows)."
     import pandas as pd
-    items, sel = [], []
-    for c in cfgs:
-        c = dataclasses.replace(c, seeds=[seed])
-        st, res = Study(c), [r for r in run_study(c) if r['method'] not in ('base', 'reference')]
-        items.append(run_items(st, res, experiment))
-        sel.append(run_selection(st, res, experiment))
-    return pd.concat(items, ignore_index=True), pd.concat(sel, ignore_index=True)
+    parts = [v2_arm(c, seed, m, experiment) for c, m in v2_arms(cfgs)]
+    return tuple(pd.concat([p[j] for p in parts], ignore_index=True) for j in (0, 1))
+
 
 # %% ../../nbs/studies/02_controlled.ipynb #58294651
 DOSE_K = (0.3, 0.6, 0.9)
