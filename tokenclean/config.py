@@ -75,6 +75,7 @@ class StudyConfig:
     eval_tasks:list=field(default_factory=list)  # lm-eval tasks (see the evaluation notebook)
     eval_limit:int|float|None=None     # items per lm-eval task (< 1: a share)
     eval_reuse_layers:bool=False       # lm-eval: the layers below `lora_layers` run once per input, then replayed
+    train_reuse_layers:bool=False      # training: the same, per micro-batch, shared by the arms of one seed
     out:str='runs'                     # root of all run folders
     progress:bool=True                 # show progress bars
     def __post_init__(self): validate(self)
@@ -244,7 +245,7 @@ def validate(c:StudyConfig)->StudyConfig:
     c.score_max_tokens = _number('score_max_tokens', c.score_max_tokens, 8192, lo=1, integer=True)
     c.shard_size = _number('shard_size', c.shard_size, 256, lo=1, integer=True)
     c.eval_limit = _number('eval_limit', c.eval_limit, 100, lo=0, open_lo=True, none=True)
-    for k in ('progress', 'eval_reuse_layers'):
+    for k in ('progress', 'eval_reuse_layers', 'train_reuse_layers'):
         if not isinstance(getattr(c, k), bool): _bad(k, 'true or false', getattr(c, k), 'true')
     c.methods = _list('methods', c.methods, f'[{c.methods}]', lambda m: _choice('methods', m, ALL_METHODS))
     if not c.methods: _bad('methods', 'a non-empty list', c.methods, '[fixed]')
@@ -420,7 +421,7 @@ def slug(s:str)->str:
     return re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('_') or 'x'
 
 NOT_IN_KEY = ('methods', 'seeds', 'progress', 'out', 'device', 'score_max_tokens', 'shard_size', 'gpu_gb',
-              'on_bad_record', 'comparisons', 'eval_reuse_layers')   # (replayed layers give the same bits)
+              'on_bad_record', 'comparisons', 'eval_reuse_layers', 'train_reuse_layers')   # (replays: the same bits)
 
 def config_key(cfg:StudyConfig, plan:dict|None=None)->str:
     "A short hash of every setting that can change a trained model or its results (with the resolved `plan`)."

@@ -79,7 +79,8 @@ def train_method(st:Study, method:str, seed:int, sc:Scores)->dict:
         tc = dataclasses.replace(tc, rule=method, rule_k=st.cfg.k)
         rows = with_base_losses(rows, sc) if method == 'online' else rows
     m = new_adapter(st, seed)
-    h = train(m, rows, tc, st.tok.pad_token_id, out=d, progress=st.cfg.progress, desc=f'train: {method}')
+    h = train(m, rows, tc, st.tok.pad_token_id, out=d, progress=st.cfg.progress, desc=f'train: {method}',
+              reuse=reuse_spec(st, m, seed))   # `train_reuse_layers`: the seed's arms share the frozen layers' outputs
     extra = dict(selection=summ, trained_tokens=h['trained_tokens'], steps=h['steps'],
                  skipped_steps=h['skipped_steps'], final_loss=_last(h['history']), token_weight=h.get('token_weight'),
                  **kind_rates_of(st, sel.keep, kind))

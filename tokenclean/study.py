@@ -219,11 +219,12 @@ def heldout_items(st:Study, m, arm:str, seed:int)->list:
                 for k, v in _item_metrics(r, loss, hit, kind, st.heldout.kinds, c.metrics)]
     return out
 
-def reuse_spec(st:Study, m)->tuple|None:
-    "(n, folder) of the frozen layers below the LoRA ones that lm-eval replays (`eval_reuse_layers`), or None."
+def reuse_spec(st:Study, m, seed:int|None=None)->tuple|None:
+    "(n, folder) of the frozen layers below the LoRA ones to replay: in lm-eval, or in training at `seed`; or None."
     c, L = st.cfg, m.config.num_hidden_layers
-    on = c.eval_reuse_layers and c.lora_layers and c.lora_layers < L
-    return (L - c.lora_layers, st.path('layer-states')) if on else None
+    on = (c.eval_reuse_layers if seed is None else c.train_reuse_layers) and c.lora_layers and c.lora_layers < L
+    folder = st.path('layer-states', *([] if seed is None else [f'train-s{seed}']))   # one file per seed's batches
+    return (L - c.lora_layers, folder) if on else None
 
 def finish_run(st:Study, d:Path, m, method:str, seed:int, extra:dict)->dict:
     "Evaluate `m`, write `results.json` and the per-item `items.csv` in `d` (on the main process), return the result."

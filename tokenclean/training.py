@@ -15,7 +15,7 @@ from .token_weights import check_rule, token_weights, loss_denominator, online_k
 
 # %% auto #0
 __all__ = ['TrainConfig', 'batch_plan', 'micro_batches', 'n_trained', 'train_step', 'is_sharded', 'save_adapter',
-           'save_checkpoint', 'load_checkpoint', 'frozen_bf16', 'train']
+           'save_checkpoint', 'load_checkpoint', 'frozen_bf16', 'replayable', 'replayed', 'train']
 
 # %% ../nbs/api/05_training.ipynb #69971394
 @dataclass
@@ -264,11 +264,32 @@ def frozen_bf16(model, on:bool=True):
     finally:
         for m, w in saved: m.weight = w
 
+# %% ../nbs/api/05_training.ipynb #4e09a784
+def replayable(model, n:int)->bool:
+    "Whether `model`'s first `n` decoder layers are frozen and free of dropout (their training output is replayable)."
+    from tokenclean.evaluation import decoder_layers
+    _, layers = decoder_layers(model)
+    frozen = 0 < n < len(layers) and not any(p.requires_grad for l in layers[:n] for p in l.parameters())
+    rates = [v for k, v in model.config.to_dict().items() if ('dropout' in k or 'pdrop' in k) and isinstance(v, float)]
+    mods = [m.p for l in layers[:n] for m in l.modules() if isinstance(m, torch.nn.Dropout)]
+    return frozen and not any(rates) and not any(mods)
+
+def replayed(model, reuse:tuple|None, fwd=None):
+    "`reuse_layers(model, *reuse)` for training where `replayable` (one process); a no-op otherwise."
+    if not reuse or fwd is not None: return contextlib.nullcontext()
+    if not replayable(model, reuse[0]):
+        warnings.warn(f'train: the first {reuse[0]} layers are not frozen and dropout-free: not replayed')
+        return contextlib.nullcontext()
+    from tokenclean.evaluation import reuse_layers
+    return reuse_layers(model, *reuse)
+
 # %% ../nbs/api/05_training.ipynb #5e6a0f93
 def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenized rows with labels
           cfg:TrainConfig=TrainConfig(), pad_id:int=0,
           out:str|Path|None=None, # folder for checkpoints and the final adapter (written by the main process)
-          progress:bool=True, desc:str='train')->dict:
+          progress:bool=True, desc:str='train',
+          reuse:tuple|None=None, # (n, folder): replay the first n frozen decoder layers' outputs (`replayed`)
+         )->dict:
     "Masked (or token-rule weighted) fine-tuning of `model` on `rows` (DDP or FSDP on several processes)."
     from transformers import get_linear_schedule_with_warmup
     from tqdm.auto import tqdm
@@ -285,7 +306,7 @@ def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenize
     if ckpt and ckpt.exists(): step, history, stats = load_checkpoint(ckpt, model, opt, sched, scaler, fwd)
     bar = dict(desc=desc, initial=step, total=len(plan), disable=not progress or not is_main())
     cast_once = cfg.precision == 'bf16' and model.device.type == 'cpu' and fwd is None
-    with frozen_bf16(model, cast_once):
+    with frozen_bf16(model, cast_once), replayed(model, reuse, fwd):
         for s in tqdm(range(step, len(plan)), **bar):
             loss = train_step(model, rows, plan[s], cfg, pad_id, stats, fwd=fwd, scaler=scaler)
             if loss is not None: _update(model, opt, cfg, scaler)
