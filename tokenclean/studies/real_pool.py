@@ -23,10 +23,11 @@ from ..stats import RESULT_COLUMNS, comparison_table, mde, pair_arms
 
 # %% auto #0
 __all__ = ['PAIRS', 'PRIMARY', 'RULE_PAIRS', 'NORM_TASKS', 'ITEM_COLUMNS', 'read_items', 'run_status', 'planned_mde', 'pilot_sds',
-           'by_task', 'analysis_items', 'headline', 'drift_texts', 'real_text_data', 'uses_reference', 'reference_name',
-           'kept_threshold', 'split_nll', 'drift_nll', 'diagnostics', 'gold_lp', 'result_items', 'cpu_model',
-           'run_record', 'prepare', 'seedless_items', 'trained_arms', 'arm_items', 'seed_items', 'write_items',
-           'ngram_overlap', 'contamination', 'token_nlls', 'save_token_nlls', 'run_real_study']
+           'by_task', 'analysis_items', 'headline', 'task_golds', 'answer_balance', 'drift_texts', 'real_text_data',
+           'uses_reference', 'reference_name', 'kept_threshold', 'split_nll', 'drift_nll', 'diagnostics', 'gold_lp',
+           'result_items', 'cpu_model', 'run_record', 'prepare', 'seedless_items', 'trained_arms', 'arm_items',
+           'seed_items', 'write_items', 'ngram_overlap', 'contamination', 'token_nlls', 'save_token_nlls',
+           'run_real_study']
 
 # %% ../../nbs/studies/04_real_pool.ipynb #659b96a7
 def read_items(assets:str|Path)->pd.DataFrame|None:
@@ -92,6 +93,24 @@ def headline(items:pd.DataFrame, metrics:list, pairs:list=PAIRS + RULE_PAIRS)->p
     have = set(x.arm)
     pairs = [p for p in pairs if set(p) <= have]
     return comparison_table(x, pairs, metrics, [m for m in metrics if 'nll' in m], experiment=x.experiment.iloc[0])
+
+# %% ../../nbs/studies/04_real_pool.ipynb #f8976487
+def task_golds(task:str, n:int)->dict:
+    "item → gold choice of the `n` items of offline `task` a study evaluates (its seeded subsample, in order)."
+    from tokenclean.eval_tasks import _subsample
+    return {str(i): d['gold'] for i, d in enumerate(_subsample(OFFLINE_TASKS[task]['docs'](), n, 0))}
+
+def answer_balance(items:pd.DataFrame, golds:dict, task:str='boolq_offline')->pd.DataFrame:
+    "Per arm, reference and seed on a two-choice `task`: share answering choice 1, accuracy per gold choice, mean."
+    x = items[(items.task == task) & (items.metric == 'acc')]
+    gold = x.item.astype(str).map(golds).astype(int)
+    x = x.assign(gold=gold, pred=np.where(x.value == 1, gold, 1 - gold))
+    def one(d):
+        right = d.pred == d.gold
+        return pd.Series({'answers choice 1': d.pred.mean(), 'acc | gold 1': right[d.gold == 1].mean(),
+                          'acc | gold 0': right[d.gold == 0].mean(), 'acc': d.value.mean()})
+    out = x.groupby(['arm', 'reference', 'seed'], dropna=False)[['pred', 'gold', 'value']].apply(one)
+    return out.assign(**{'balanced acc': (out['acc | gold 1'] + out['acc | gold 0']) / 2})
 
 # %% ../../nbs/studies/04_real_pool.ipynb #6c455f63
 def _chat_len(tok, s:dict)->int:
