@@ -22,16 +22,16 @@ every kind and coverage group, trained tokens, steps) and runs-s<seed>.json (wal
 committed. A finished seed or arm is skipped; an interrupted arm resumes from the run cache if it has one. The
 pre-registration is ASSETS/preregistration.md.
 """
-import argparse, dataclasses, fcntl, json, resource, time
+import argparse, dataclasses, fcntl, resource, time
+from functools import partial
 from pathlib import Path
-import pandas as pd
 import yaml
-from tokenclean.core import set_threads, save_json, load_json, atomic_path
+from tokenclean.core import set_threads, save_json, load_json
 from tokenclean.config import load_config
 from tokenclean.studies.controlled import v2_seedless, v2_arms, v2_arm, reference_of, dose_configs, dose_warmups, DOSE_K
 from tokenclean.study import Study
 from tokenclean.studies.real_pool import cpu_model, run_record
-from real_text import log, commit   # the real-text runner's (this folder)
+from real_text import log, commit, run_parts, write_part   # the real-text runner's (this folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [ROOT/'configs'/'studies'/f'{n}.yaml' for n in ('controlled_v2', 'controlled_v2_failure')]
@@ -42,11 +42,6 @@ def cpu_s()->float:
     "CPU seconds this process has used (user + system)."
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-def write(df:pd.DataFrame, path:Path)->Path:
-    "Write `df` as gzipped CSV, atomically."
-    with atomic_path(path) as tmp: df.to_csv(tmp, index=False, compression='gzip')
-    return path
 
 def record(c, seed:int, method:str)->dict:
     "Run record (steps, tokens, train and evaluation wall times, CPU) of one trained run."
@@ -62,8 +57,8 @@ def shared(cfgs:list, assets:Path, name:str, no_commit:bool):
         if not (assets/f'items-{name}.csv.gz').exists():
             t0, c0 = time.time(), cpu_s()
             items, planned = v2_seedless(cfgs)
-            write(planned, assets/f'planned-{name}.csv.gz')
-            write(items, assets/f'items-{name}.csv.gz')
+            write_part(planned, assets/f'planned-{name}.csv.gz')
+            write_part(items, assets/f'items-{name}.csv.gz')
             save_json(dict(wall_s=round(time.time() - t0, 1), cpu_s=round(cpu_s() - c0, 1), cpu=cpu_model()),
                       assets/f'prepare-{name}.json')
             log(f'{name}: references, base and scoring in {time.time() - t0:.0f} s')
@@ -72,41 +67,19 @@ def shared(cfgs:list, assets:Path, name:str, no_commit:bool):
 
 def run_arms(units:list, i:int, n:int, assets:Path, no_commit:bool, msg:str):
     "Run this worker's share (positions i, i+n, ...) of `units`, [(tag, configs, seed, experiment)], arm by arm."
-    arms = [(tag, c, m, seed, exp) for tag, cfgs, seed, exp in units for c, m in v2_arms(cfgs)]
-    name = lambda tag, c, m: f'{tag}-{c.experiment}-{reference_of(c, m)}-{m}-k{c.k}'
-    part = lambda nm, kind, ext='csv.gz': assets/'parts'/f'{kind}-{nm}.{ext}'
-    for tag, c, m, seed, exp in arms[i::n]:
-        nm = name(tag, c, m)
-        if (assets/f'items-{tag}.csv.gz').exists() or part(nm, 'items').exists(): continue
-        log(f'{nm}: running')
+    def run(c, seed, m, exp):
         t0, c0 = time.time(), cpu_s()
         items, sel = v2_arm(c, seed, m, exp)
-        (assets/'parts').mkdir(exist_ok=True)
-        write(sel, part(nm, 'selection'))
-        save_json(dict(runs=[record(c, seed, m)], wall_s=round(time.time() - t0, 1), cpu_s=round(cpu_s() - c0, 1),
-                       cpu=cpu_model()), part(nm, 'runs', 'json'))
-        write(items, part(nm, 'items'))   # last: its presence marks the arm done
-        log(f'{nm}: {len(items)} rows in {(time.time() - t0)/60:.1f} min')
-        paths = [assets/'parts']
-        with open(Path(units[0][1][0].out)/'.merge.lock', 'w') as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)   # the unit's last arm merges its parts, once
-            names = [name(t, c2, m2) for t, c2, m2, _, _ in arms if t == tag]
-            if all(part(x, 'items').exists() for x in names) and not (assets/f'items-{tag}.csv.gz').exists():
-                js = [load_json(part(x, 'runs', 'json')) for x in names]
-                save_json(dict(runs=[r for j in js for r in j['runs']], wall_s=round(sum(j['wall_s'] for j in js), 1),
-                               cpu_s=round(sum(j['cpu_s'] for j in js), 1), cpu=cpu_model()), assets/f'runs-{tag}.json')
-                write(pd.concat([pd.read_csv(part(x, 'selection')) for x in names]), assets/f'selection-{tag}.csv.gz')
-                write(pd.concat([pd.read_csv(part(x, 'items'), dtype={'item': str}) for x in names]),
-                      assets/f'items-{tag}.csv.gz')
-                for x in names:
-                    for k, e in (('items', 'csv.gz'), ('selection', 'csv.gz'), ('runs', 'json')): part(x, k, e).unlink()
-                paths = [assets]
-                log(f'{tag}: all {len(names)} arms merged')
-            if not no_commit: commit(paths, f'{msg}: {tag}, {m} ({nm})')
+        return dict(selection=sel, runs=dict(runs=[record(c, seed, m)], wall_s=round(time.time() - t0, 1),
+                                             cpu_s=round(cpu_s() - c0, 1), cpu=cpu_model()), items=items)
+    runs = [(tag, f'{tag}-{c.experiment}-{reference_of(c, m)}-{m}-k{c.k}', partial(run, c, seed, m, exp))
+            for tag, cfgs, seed, exp in units for c, m in v2_arms(cfgs)]
+    run_parts(runs, i, n, assets, Path(units[0][1][0].out), no_commit, msg)
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--worker', default='0/1', help='i/n: this process runs the (unit, arm) runs at positions i, i+n, ...')
+    ap.add_argument('--worker', default='0/1', 
+                    help='i/n: this process runs the (unit, arm) runs at positions i, i+n, ...')
     ap.add_argument('--part', choices=['main', 'dose'], default='main')
     ap.add_argument('--pilot', action='store_true')
     ap.add_argument('--assets', default=str(ROOT/'nbs'/'assets'/'controlled_v2'))

@@ -17,10 +17,11 @@ cache under runs/ does not outlive a session); when a seed's arms are all done t
 tokens, wall times, CPU). A finished seed or arm is skipped; an interrupted arm resumes from the run cache if it has one.
 """
 import argparse, dataclasses, fcntl, json, subprocess, time
+from functools import partial
 import pandas as pd
 import yaml
 from pathlib import Path
-from tokenclean.core import set_threads, Timer, save_json
+from tokenclean.core import set_threads, Timer, save_json, load_json, atomic_path
 from tokenclean.config import load_config
 from tokenclean.stages import score_pool
 from tokenclean.selection import reference_check
@@ -48,6 +49,56 @@ def commit(paths:list, msg:str, tries:int=30):
         elif 'index.lock' not in add.stderr: return log('git add failed:', add.stderr.strip()[:300])
         time.sleep(5)
     log('commit gave up (index.lock)')
+
+def part(assets:Path, name:str, kind:str='items', ext:str='csv.gz')->Path:
+    "One run's `kind` file in ASSETS/parts/ (`items` is written last: its presence marks the run done)."
+    return assets/'parts'/f'{kind}-{name}.{ext}'
+
+def write_part(v, path:Path)->Path:
+    "Write a DataFrame as gzipped CSV, anything else as JSON, atomically."
+    if not isinstance(v, pd.DataFrame): return save_json(v, path)
+    with atomic_path(path) as tmp: v.to_csv(tmp, index=False, compression='gzip')
+    return path
+
+def join_runs(js:list):
+    "Merge the `runs` JSON of a unit's parts: lists are concatenated; dicts add their `runs` lists and seconds."
+    if all(isinstance(j, list) for j in js): return [r for j in js for r in j]
+    return dict(runs=[r for j in js for r in j['runs']], wall_s=round(sum(j['wall_s'] for j in js), 1),
+                cpu_s=round(sum(j['cpu_s'] for j in js), 1), cpu=cpu_model())
+
+def merge_parts(assets:Path, tag:str, names:list, kinds:dict)->list:
+    "Merge the parts of `names` into ASSETS/<kind>-<tag>.<ext> (items last), remove them; the merged paths."
+    out = []
+    for kind, ext in sorted(kinds.items(), key=lambda kv: kv[0] == 'items'):
+        if ext == 'json': v = join_runs([load_json(part(assets, x, kind, ext)) for x in names])
+        else: v = pd.concat([pd.read_csv(part(assets, x, kind, ext), dtype={'item': str}) for x in names],
+                            ignore_index=True)
+        out.append(write_part(v, assets/f'{kind}-{tag}.{ext}'))
+    for x in names:
+        for kind, ext in kinds.items(): part(assets, x, kind, ext).unlink()
+    return out
+
+def run_parts(runs:list, i:int, n:int, assets:Path, lock_dir:Path, no_commit:bool, msg:str):
+    """Run this worker's share (positions i, i+n, ...) of `runs`, [(tag, name, run)], where `run()` gives the files of
+    one run, {kind: DataFrame or JSON}, `items` among them; commit each into ASSETS/parts/ as it finishes; the worker
+    that finishes a tag's last run merges its parts into ASSETS/<kind>-<tag>.<ext> under a lock and commits that."""
+    for tag, nm, run in runs[i::n]:
+        if (assets/f'items-{tag}.csv.gz').exists() or part(assets, nm).exists(): continue
+        log(f'{nm}: running')
+        t0 = time.time()
+        files = run()
+        kinds = {k: 'csv.gz' if isinstance(v, pd.DataFrame) else 'json' for k, v in files.items()}
+        (assets/'parts').mkdir(parents=True, exist_ok=True)
+        for k in sorted(files, key=lambda k: k == 'items'): write_part(files[k], part(assets, nm, k, kinds[k]))
+        log(f"{nm}: {len(files['items'])} rows in {(time.time() - t0)/60:.1f} min")
+        paths = [assets/'parts']
+        with open(lock_dir/'.merge.lock', 'w') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)                   # a tag's last run merges its parts, once
+            names = [x for t, x, _ in runs if t == tag]
+            if all(part(assets, x).exists() for x in names) and not (assets/f'items-{tag}.csv.gz').exists():
+                paths = merge_parts(assets, tag, names, kinds) + [assets/'parts']
+                log(f'{tag}: all {len(names)} runs merged')
+            if not no_commit: commit(paths, f'{msg}: {tag} ({nm})')
 
 def main():
     ap = argparse.ArgumentParser()
@@ -94,26 +145,12 @@ def main():
                 f'WARNING: the references differ from the committed ones: {check}')
         fcntl.flock(lock, fcntl.LOCK_UN)
     units = [(seed, c, m) for seed in cfgs[0].seeds for c, m in trained_arms(trained)]   # seed by seed, arm by arm
-    name = lambda seed, c, m: f'{tag}s{seed}-{reference_name(c)}-{m}'
-    part = lambda nm, k='items', e='csv.gz': assets/'parts'/f'{k}-{nm}.{e}'
-    for seed, c, m in units[i::n]:
-        nm = name(seed, c, m)
-        if (assets/f'items-{tag}s{seed}.csv.gz').exists() or part(nm).exists(): continue
-        log(f'{nm}: running')
+    def run(c, seed, m):
         with Timer() as t: items, recs = arm_items(c, sts, seed, m)
-        write_items(items, [dict(r, arm_wall_s=round(t.s, 1)) for r in recs], assets/'parts', nm)
-        log(f'{nm}: {len(items)} rows in {t.s/60:.0f} min')
-        paths = [assets/'parts']
-        with open(Path(cfgs[0].out)/'.merge.lock', 'w') as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)                   # the seed's last arm merges its parts, once
-            names = [name(s, c2, m2) for s, c2, m2 in units if s == seed]
-            if all(part(x).exists() for x in names) and not (assets/f'items-{tag}s{seed}.csv.gz').exists():
-                items = pd.concat([pd.read_csv(part(x)) for x in names], ignore_index=True)
-                recs = [r for x in names for r in json.loads(part(x, 'runs', 'json').read_text())]
-                paths = write_items(items, recs, assets, f'{tag}s{seed}') + [assets/'parts']
-                for x in names: part(x).unlink(); part(x, 'runs', 'json').unlink()
-                log(f'{tag}seed {seed}: all {len(recs)} runs, {len(items)} rows')
-            if not a.no_commit: commit(paths, f'real-text study: {a.part} seed {seed}, {m} ({nm})')
+        return dict(runs=[dict(r, arm_wall_s=round(t.s, 1)) for r in recs], items=items)
+    runs = [(f'{tag}s{seed}', f'{tag}s{seed}-{reference_name(c)}-{m}', partial(run, c, seed, m))
+            for seed, c, m in units]
+    run_parts(runs, i, n, assets, Path(cfgs[0].out), a.no_commit, f'real-text study: {a.part}')
     log('finished')
 
 if __name__ == '__main__': main()
