@@ -213,10 +213,12 @@ def layers_key(layers)->str:
 
 # %% ../nbs/api/09a_evaluation.ipynb #06ae5b88
 def input_key(ids, mask=None)->str:
-    "A hash of a forward's token ids (and attention mask): what the shared layers' output depends on."
-    import hashlib
+    "A hash of a forward's token ids, attention mask and autocast dtype: what the shared layers' output depends on."
+    import hashlib, torch
     h = hashlib.sha256(str(tuple(ids.shape)).encode() + ids.cpu().numpy().tobytes())
     if mask is not None: h.update(mask.cpu().numpy().tobytes())
+    dev = ids.device.type
+    if torch.is_autocast_enabled(dev): h.update(str(torch.get_autocast_dtype(dev)).encode())   # fp32: as before
     return h.hexdigest()
 
 # %% ../nbs/api/09a_evaluation.ipynb #b1eb2de4
