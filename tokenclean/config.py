@@ -20,7 +20,7 @@ __all__ = ['PAPER_METHODS', 'TOKEN_RULE_METHODS', 'METHOD_RULE', 'ALL_METHODS', 
 
 # %% ../nbs/api/06_config.ipynb #6118aa2f
 PAPER_METHODS = ('full', 'random', 'rho', 'fixed', 'self_evolving')   # the paper's table, the default
-TOKEN_RULE_METHODS = ('dft', 'entropy', 'prob_threshold', 'online')  # trained with a per-token rule
+TOKEN_RULE_METHODS = ('dft', 'entropy', 'prob_threshold', 'online', 'sstoken')  # trained with a per-token rule
 # the selection rule of each method that selects once from the pool's scores
 METHOD_RULE = dict(full='full', random='random', rho='per_sample', fixed='global', oracle='oracle',
                    base_loss='base_loss', low_base_loss='low_base_loss', low_ref_loss='low_ref_loss',
@@ -185,7 +185,8 @@ _TRAIN = dict(lr=dict(eg=1e-4, lo=0, open_lo=True), epochs=dict(eg=1, lo=1, inte
               weight_decay=dict(eg=0.0, lo=0), max_grad_norm=dict(eg=1.0, lo=0, open_lo=True, none=True),
               seed=dict(eg=42, integer=True), save_every=dict(eg=50, lo=0, integer=True),
               prob_threshold=dict(eg=0.1, lo=0, hi=1, open_lo=True), eaft_alpha=dict(eg=1.0, lo=0),
-              eaft_k=dict(eg=20, lo=2, integer=True))
+              eaft_k=dict(eg=20, lo=2, integer=True), sstoken_gamma=dict(eg=0.5, lo=0, hi=1),
+              sstoken_attn_only=dict(eg=0.2, lo=0, hi=1))
 
 def _check_train(t:dict)->dict:
     "The `train:` block checked value by value."

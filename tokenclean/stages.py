@@ -77,7 +77,7 @@ def train_method(st:Study, method:str, seed:int, sc:Scores)->dict:
     tc = train_config(st, seed)
     if method in TOKEN_RULE_METHODS:   # every response token, weighted while training (`online`: base losses)
         tc = dataclasses.replace(tc, rule=method, rule_k=st.cfg.k)
-        rows = with_base_losses(rows, sc) if method == 'online' else rows
+        rows = with_base_losses(rows, sc) if method in ('online', 'sstoken') else rows
     m = new_adapter(st, seed)
     h = train(m, rows, tc, st.tok.pad_token_id, out=d, progress=st.cfg.progress, desc=f'train: {method}',
               reuse=reuse_spec(st, m, seed))   # `train_reuse_layers`: the seed's arms share the frozen layers' outputs

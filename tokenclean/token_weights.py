@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/05a_token_weights.ipynb #e4eb1ad3
 from __future__ import annotations
-import math
+import contextlib, math
 import numpy as np, torch
 from .core import *
 from .scoring import Scores, scored_positions
@@ -12,10 +12,10 @@ from .selection import top_k_mask, check_k
 
 # %% auto #0
 __all__ = ['RULES', 'check_rule', 'token_weights', 'loss_denominator', 'online_keep', 'with_base_losses', 'trained_base',
-           'running_keep']
+           'running_keep', 'last_layer_inputs', 'layer_attention', 'prompt_attention', 'sstoken_kept', 'sstoken_keep']
 
 # %% ../nbs/api/05a_token_weights.ipynb #8317c4a9
-RULES = ('mask', 'dft', 'entropy', 'prob_threshold', 'online')
+RULES = ('mask', 'dft', 'entropy', 'prob_threshold', 'online', 'sstoken')
 
 def _finite(name:str, v, lo:float, hi:float|None=None, open_lo:bool=True)->float:
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -27,6 +27,7 @@ def _finite(name:str, v, lo:float, hi:float|None=None, open_lo:bool=True)->float
 def check_rule(rule:str, # one of `RULES`
                rule_k:float=0.6, prob_threshold:float=0.1, eaft_alpha:float=1.0, eaft_k:int=20, # the papers' defaults
                online_window:int=0, # `online`: 0, the top k of each step; n > 0, the running threshold of n scores
+               sstoken_gamma:float=0.5, sstoken_attn_only:float=0.2, # `sstoken`: γ; the share by attention alone
               )->dict: # the checked parameters
     "A rule name and its parameters, checked (finite, in range), else a clear error."
     if rule not in RULES:
@@ -37,13 +38,15 @@ def check_rule(rule:str, # one of `RULES`
         raise TokencleanError(f"online_window must be a whole number ≥ 0 (0: each step's top k), got {online_window!r}")
     return dict(rule=rule, rule_k=check_k(_finite('rule_k', rule_k, 0, 1)), eaft_k=eaft_k,
                 prob_threshold=_finite('prob_threshold', prob_threshold, 0, 1),
-                eaft_alpha=_finite('eaft_alpha', eaft_alpha, 0, open_lo=False), online_window=online_window)
+                eaft_alpha=_finite('eaft_alpha', eaft_alpha, 0, open_lo=False), online_window=online_window,
+                sstoken_gamma=_finite('sstoken_gamma', sstoken_gamma, 0, 1, open_lo=False),
+                sstoken_attn_only=_finite('sstoken_attn_only', sstoken_attn_only, 0, 1, open_lo=False))
 
 # %% ../nbs/api/05a_token_weights.ipynb #7e47c1c9
 def token_weights(rule:str, # one of `RULES`
                   nll:torch.Tensor, # the current model's NLL of each trained token
                   ent:torch.Tensor|None=None, # `entropy`: normalised top-K entropies (`token_nll(..., top_k=K)`)
-                  keep:torch.Tensor|None=None, # `online`: the keep mask (`online_keep`)
+                  keep:torch.Tensor|None=None, # `online`, `sstoken`: the keep mask (`online_keep`, `sstoken_keep`)
                   prob_threshold:float=0.1, eaft_alpha:float=1.0,
                  )->torch.Tensor: # one weight per token, no gradient
     "The weight of every trained token under `rule`."
@@ -54,13 +57,13 @@ def token_weights(rule:str, # one of `RULES`
     if rule == 'entropy':
         if ent is None: raise TokencleanError("the 'entropy' rule needs the top-K entropies (token_nll(..., top_k=K))")
         return ent.detach().to(nll.dtype) ** eaft_alpha
-    if rule == 'online':
-        if keep is None: raise TokencleanError("the 'online' rule needs a keep mask (online_keep)")
+    if rule in ('online', 'sstoken'):
+        if keep is None: raise TokencleanError(f"the {rule!r} rule needs a keep mask ({rule}_keep)")
         return keep.to(nll.device, nll.dtype)
     raise TokencleanError(f"token rule must be one of {RULES}, not {rule!r}")
 
 def loss_denominator(rule:str, n:int|float|torch.Tensor, rule_k:float=0.6)->float|torch.Tensor:
-    "What a step's weighted loss sum is divided by: the `n` trained tokens (`online`: k·n, the tokens it keeps)."
+    "What a step's weighted loss sum is divided by: the `n` trained tokens (`online`: k·n; `sstoken`: `sstoken_kept`)."
     return n * rule_k if rule == 'online' else n
 
 # %% ../nbs/api/05a_token_weights.ipynb #5285c784
@@ -105,3 +108,71 @@ def running_keep(score:torch.Tensor, # this step's scores (base − current), ev
     m = math.floor(len(w) * check_k(k) + 1e-9)
     keep = s >= torch.topk(w, m).values[-1] if m else torch.zeros(len(s), dtype=torch.bool)
     return keep.to(score.device, torch.float32), w
+
+# %% ../nbs/api/05a_token_weights.ipynb #c1a2b3d5
+@contextlib.contextmanager
+def last_layer_inputs(model):
+    "Inside: the returned dict holds the last decoder layer's input (`hidden`, `position_embeddings`) of each forward."
+    from tokenclean.evaluation import decoder_layers
+    _, layers = decoder_layers(model)
+    store = dict(layer=layers[-1])
+    def keep(mod, args, kw):
+        store.update(hidden=args[0] if args else kw['hidden_states'], position_embeddings=kw.get('position_embeddings'))
+    h = layers[-1].register_forward_pre_hook(keep, with_kwargs=True)
+    try: yield store
+    finally: h.remove()
+
+def layer_attention(layer, # a decoder layer with `input_layernorm` and `self_attn` (Llama, Qwen2, Mistral...)
+                    hidden:torch.Tensor, position_embeddings:tuple, # its inputs (`last_layer_inputs`)
+                    attention_mask:torch.Tensor, # [B, S] the batch's mask (1: token, 0: padding)
+                   )->torch.Tensor: # [B, S, S] attention probabilities, averaged over the heads
+    "The head-averaged attention of decoder `layer` on its input, recomputed without gradient by its eager kernel."
+    attn = layer.self_attn
+    if not hasattr(layer, 'input_layernorm'):
+        raise TokencleanError(f"{type(layer).__name__}: no input_layernorm before attention; ssToken's attention score "
+                              "supports pre-norm decoders (Llama, Qwen2, Mistral, SmolLM)")
+    S = attention_mask.shape[1]
+    ok = torch.ones(S, S, dtype=torch.bool, device=hidden.device).tril()[None] & attention_mask.bool()[:, None, :]
+    mask = torch.zeros(ok.shape, device=hidden.device).masked_fill(~ok, torch.finfo(torch.float32).min)[:, None]
+    cfg, was = attn.config, (attn.config._attn_implementation, attn.training)
+    cfg._attn_implementation = 'eager'; attn.eval()
+    try:
+        with torch.no_grad():
+            _, w = attn(hidden_states=layer.input_layernorm(hidden), position_embeddings=position_embeddings,
+                        attention_mask=mask)
+    finally: cfg._attn_implementation = was[0]; attn.train(was[1])
+    return w.float().mean(1)
+
+def prompt_attention(weights:torch.Tensor, # [B, S, S] head-averaged attention probabilities (`layer_attention`)
+                     labels:torch.Tensor, attention_mask:torch.Tensor, # [B, S] the batch's labels and mask
+                    )->torch.Tensor: # one score per trained token, in `token_nll`'s order
+    "Each trained token's attention (its position's query) to the untrained positions: ssToken's semantic score."
+    prompt = ((labels == -100) & attention_mask.bool()).float()
+    per_position = (weights * prompt[:, None, :]).sum(-1)
+    return per_position[:, 1:][labels[:, 1:] != -100]
+
+# %% ../nbs/api/05a_token_weights.ipynb #c1a2b3d9
+def sstoken_kept(counts:list, k:float=0.6)->int:
+    "Tokens `sstoken` keeps of samples with `counts` trained tokens: ceil(n·k) each, as its script rounds."
+    return sum(math.ceil(int(n) * k) for n in counts)
+
+def sstoken_keep(base:torch.Tensor, # the stored base (history-model) loss of each trained token
+                 nll:torch.Tensor,  # the current model's loss of the same tokens
+                 attn:torch.Tensor, # each token's attention to the prompt (`prompt_attention`)
+                 counts:list,       # trained tokens per sample (the tokens are in `token_nll`'s order)
+                 k:float=0.6,       # share of each sample's tokens kept (ssToken's ρ)
+                 gamma:float|list=0.5, # weight of the loss signal against attention (ssToken's γ), or one per sample
+                )->torch.Tensor: # 1.0 for kept tokens, 0.0 for the others
+    "Per sample, keep the top ceil(n·k) of γ·minmax(base − current) + (1 − γ)·attention (ties: earlier first)."
+    s, a = base.detach().float().cpu() - nll.detach().float().cpu(), attn.detach().float().cpu()
+    if not torch.isfinite(s).all(): raise TokencleanError("a trained token has no stored base loss (NaN): "
+                                                          "the rows and the stored base losses do not match")
+    gammas = gamma if isinstance(gamma, (list, tuple)) else [gamma] * len(counts)
+    keep, o = torch.zeros(len(s)), 0
+    for n, g in zip(counts, gammas):
+        d = s[o:o + n]
+        if n:
+            c = g * (d - d.min()) / (d.max() - d.min() + 1e-8) + (1 - g) * a[o:o + n]
+            keep[o + np.argsort(-c.numpy(), kind='stable')[:math.ceil(n * k)]] = 1.0
+        o += n
+    return keep.to(nll.device)

@@ -11,7 +11,9 @@ import numpy as np, torch
 from .core import *
 from .models import autocast, accelerator, processes, is_main, barrier
 from .scoring import token_nll, collate
-from .token_weights import check_rule, token_weights, loss_denominator, online_keep, running_keep, trained_base
+from .token_weights import (check_rule, token_weights, loss_denominator, online_keep, running_keep,
+                                      trained_base, sstoken_keep, sstoken_kept, last_layer_inputs, layer_attention,
+                                      prompt_attention)
 
 # %% auto #0
 __all__ = ['TrainConfig', 'batch_plan', 'micro_batches', 'n_trained', 'train_step', 'is_sharded', 'save_adapter',
@@ -39,8 +41,11 @@ class TrainConfig:
     eaft_alpha:float=1.0        # 'entropy': EAFT's exponent of the normalised top-K entropy
     eaft_k:int=20               # 'entropy': EAFT's K, the largest logits whose entropy is taken
     online_window:int=0         # 'online': 0, the top rule_k of each step; n > 0, the running threshold of n scores
+    sstoken_gamma:float=0.5     # 'sstoken': γ, the weight of base − current against the attention to the prompt
+    sstoken_attn_only:float=0.2 # 'sstoken': share of each epoch's first samples scored by attention alone
     def __post_init__(self):
-        check_rule(self.rule, self.rule_k, self.prob_threshold, self.eaft_alpha, self.eaft_k, self.online_window)
+        check_rule(self.rule, self.rule_k, self.prob_threshold, self.eaft_alpha, self.eaft_k, self.online_window,
+                   self.sstoken_gamma, self.sstoken_attn_only)
 
 # %% ../nbs/api/05_training.ipynb #aec884a0
 def batch_plan(n:int, cfg:TrainConfig)->list:
@@ -108,6 +113,15 @@ def _online_keeps(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, fwd=
                                                     torch.zeros(0)), cfg.online_window)
     return [keep[offs[g]:offs[g + 1]] if g >= 0 else keep[:0] for g in mine]
 
+def _sstoken_keep(inputs:dict, part:list, mb:list, b:dict, nll:torch.Tensor, cfg:TrainConfig, at:dict,
+                  n_rows:int)->torch.Tensor:
+    "`sstoken_keep` of one micro-batch: γ = 0 for the samples among the first `sstoken_attn_only` of the epoch."
+    att = prompt_attention(layer_attention(inputs['layer'], inputs['hidden'], inputs['position_embeddings'],
+                                           b['attention_mask']), b['labels'], b['attention_mask'])
+    gammas = [0.0 if at[i] % n_rows < cfg.sstoken_attn_only * n_rows else cfg.sstoken_gamma for i in mb] or [0.0]
+    counts = [int((r['labels'][1:] != -100).sum()) for r in part]
+    return sstoken_keep(torch.from_numpy(trained_base(part)), nll, att, counts, cfg.rule_k, gammas)
+
 def train_step(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, stats:dict,
                fwd=None, scaler=None, # the DDP/FSDP wrapper (several processes), fp16's `GradScaler`
               )->float|None:
@@ -118,6 +132,9 @@ def train_step(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, stats:d
     rank, world = processes() if fwd is not None else (0, 1)
     keeps = _online_keeps(model, rows, idxs, cfg, pad_id, fwd, stats) if cfg.rule == 'online' else None
     denom, top_k = loss_denominator(cfg.rule, total, cfg.rule_k), _rule_top_k(cfg)
+    if cfg.rule == 'sstoken':   # per sample: ceil(n·k) kept; each sample's place in the epoch's order
+        denom = sstoken_kept([n_trained(rows, [i]) for i in idxs], cfg.rule_k)
+        at = {i: stats.get('samples_seen', 0) + j for j, i in enumerate(idxs)}
     loss_sum, w_sum, mine = 0.0, 0.0, _my_micro_batches(rows, idxs, cfg.micro_batch, rank, world)
     for j, mb in enumerate(mine):
         if n_trained(rows, mb) == 0:
@@ -125,17 +142,21 @@ def train_step(model, rows:list, idxs:list, cfg:TrainConfig, pad_id:int, stats:d
             if world == 1: continue
         part, b = _batch(rows, mb, idxs, pad_id, model.device)
         with accelerator().no_sync(fwd) if fwd is not None and j < len(mine) - 1 else contextlib.nullcontext():
-            with autocast(model.device, cfg.precision): out = (fwd or _NLL(model, top_k))(**b)
+            hook = last_layer_inputs(model) if cfg.rule == 'sstoken' else contextlib.nullcontext()
+            with autocast(model.device, cfg.precision), hook as inputs: out = (fwd or _NLL(model, top_k))(**b)
             nll, ent = (out, None) if torch.is_tensor(out) else out
             if not torch.isfinite(nll).all():
                 raise TokencleanError(f"non-finite training loss in a batch of samples {[r['id'] for r in part]}")
-            w = None if cfg.rule == 'mask' else token_weights(cfg.rule, nll, ent, keeps[j] if keeps else None,
-                                                               cfg.prob_threshold, cfg.eaft_alpha)
+            keep = _sstoken_keep(inputs, part, mb, b, nll, cfg, at, len(rows)) if cfg.rule == 'sstoken' else \
+                keeps[j] if keeps else None
+            w = None if cfg.rule == 'mask' else token_weights(cfg.rule, nll, ent, keep, cfg.prob_threshold,
+                                                               cfg.eaft_alpha)
             s = nll.sum() if w is None else (w * nll).sum()
             loss = s / denom * world                    # data parallel averages the gradients of the processes
             (scaler.scale(loss) if scaler else loss).backward()
         loss_sum, w_sum = loss_sum + s.item(), w_sum + (len(nll) if w is None else w.sum().item())
     stats['trained_tokens'] += total
+    if cfg.rule == 'sstoken': stats['samples_seen'] = stats.get('samples_seen', 0) + len(idxs)
     stats['token_weight'] = stats.get('token_weight', 0.0) + _sum_over_processes(w_sum, world)
     return _sum_over_processes(loss_sum, world) / denom
 
@@ -300,6 +321,9 @@ def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenize
     if cfg.gradient_checkpointing: _checkpointing(model)
     model.train()
     fwd, opt = _data_parallel(model, opt, _rule_top_k(cfg))
+    if cfg.rule == 'sstoken' and _sharded(fwd):
+        raise TokencleanError("the 'sstoken' rule recomputes the last layer's attention outside the forward pass, "
+                              "which FSDP's sharded layer does not allow: train it on one process or with DDP")
     scaler = _grad_scaler(model.device, processes()[1], _sharded(fwd)) if cfg.precision == 'fp16' else None
     ckpt = Path(out)/'checkpoint.pt' if out else None
     step, history, stats = 0, [], dict(skipped_steps=0, skipped_micro_batches=0, trained_tokens=0)

@@ -36,6 +36,8 @@ class TokenRuleLoss:
     def __init__(self, rule:str='dft', # one of `token_weights.RULES`
                  rule_k:float=0.6, prob_threshold:float=0.1, eaft_alpha:float=1.0, eaft_k:int=20, # papers' defaults
                  online_window:int=0): # `online`: 0, each batch's top k; n > 0, the running threshold of n scores
+        if rule == 'sstoken': raise TokencleanError("the 'sstoken' rule needs the last layer's attention inside the "
+                                                    "forward pass: train it with tokenclean's `train`")
         self.params, self.base = check_rule(rule, rule_k, prob_threshold, eaft_alpha, eaft_k, online_window), None
         self.window = torch.zeros(0)   # `online_window`: the last scores of training batches (not evaluation's)
 
