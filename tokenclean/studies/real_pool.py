@@ -69,7 +69,8 @@ PAIRS = [('fixed', 'full'), ('fixed', 'random'), ('fixed', 'base_loss'), ('rho',
          ('full', 'base'), ('reference', 'base'), ('fixed@warmup_a', 'fixed@warmup_b')]
 PRIMARY = [('fixed', 'full'), ('fixed', 'random')]
 RULE_PAIRS = [('fixed', 'dft'), ('online', 'fixed'), ('online', 'random'), ('dft', 'full'), ('entropy', 'full'),
-              ('prob_threshold', 'full')]   # amendment 1 (its primary: fixed − dft)
+              ('prob_threshold', 'full'),   # amendment 1 (its primary: fixed − dft)
+              ('sstoken', 'fixed'), ('sstoken', 'online'), ('sstoken', 'full')]   # amendment 4
 
 def by_task(items:pd.DataFrame)->pd.DataFrame:
     "`items` plus the benchmark rows once more with the task in the metric (`gold_lp:boolq_offline`)."
