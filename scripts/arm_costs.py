@@ -9,16 +9,17 @@ data and model, then times only the measured call while a thread samples its res
 train the study's own rows (`--config`, default the real-text study's reference A preset) for `--steps` optimizer steps
 of its batch size. A masked arm's step cost depends on how many tokens it keeps, not which (the body runs on every
 token, the head and the loss only on the kept ones), so `random` (60%) stands for fixed, rho and base_loss; token
-cleaning pays the warm-up and a scoring pass with two models once per study, `online` and `base_loss` a scoring pass
-with the base alone.
+cleaning pays the warm-up and a scoring pass with two models once per study, `online`, `sstoken` and `base_loss` a
+scoring pass with the base alone.
 """
 import argparse, dataclasses, json, os, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ARMS = ['full', 'random', 'dft', 'entropy', 'prob_threshold', 'online']
+ARMS = ['full', 'random', 'dft', 'entropy', 'prob_threshold', 'online', 'sstoken']
 ONEOFF = ['warmup', 'score', 'score_base']
-NEEDS = dict(fixed=['warmup', 'score'], rho=['warmup', 'score'], base_loss=['score_base'], online=['score_base'])
+NEEDS = dict(fixed=['warmup', 'score'], rho=['warmup', 'score'], base_loss=['score_base'], online=['score_base'],
+             sstoken=['score_base'])
 
 def rss_mb()->float:
     "This process's resident memory (MB), from /proc."
@@ -74,7 +75,7 @@ def measure(what:str, a)->dict:
     tc = train_config(st, 0)
     if arm in TOKEN_RULE_METHODS:
         tc = dataclasses.replace(tc, rule=arm, rule_k=st.cfg.k)
-        rows = with_base_losses(rows, sc) if arm == 'online' else rows
+        rows = with_base_losses(rows, sc) if arm in ('online', 'sstoken') else rows
     rows = rows[:a.steps * tc.batch_size]
     tc = dataclasses.replace(tc, save_every=0, warmup_ratio=0.0, epochs=1)
     m = new_adapter(st, 0)
