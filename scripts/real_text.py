@@ -22,8 +22,9 @@ import pandas as pd
 import yaml
 from pathlib import Path
 from tokenclean.core import set_threads, Timer, save_json, load_json, atomic_path
-from tokenclean.config import load_config
-from tokenclean.stages import score_pool
+from tokenclean.config import load_config, preflight
+from tokenclean.stages import score_pool, warmup_reference
+from tokenclean.study import Study, with_adapter, _losses
 from tokenclean.selection import reference_check
 from tokenclean.studies.real_pool import (prepare, seedless_items, trained_arms, arm_items, write_items, cpu_model,
                                          contamination, reference_name)
@@ -49,6 +50,24 @@ def commit(paths:list, msg:str, tries:int=30):
         elif 'index.lock' not in add.stderr: return log('git add failed:', add.stderr.strip()[:300])
         time.sleep(5)
     log('commit gave up (index.lock)')
+
+def references_first(cfgs:list, i:int, n:int):
+    """With several workers, worker i warms up reference i and scores the pool with it (worker 0 with the base too)
+    before the shared stages, holding `.ref-<i>.lock`, then waits for every worker's: the shared stages, one process at
+    a time, find them cached (one worker alone does them all there, as before)."""
+    if n < 2: return
+    out = Path(cfgs[0].out)
+    if i < len(cfgs):
+        with open(out/f'.ref-{i}.lock', 'w') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            st = Study(preflight(cfgs[i]))
+            with Timer() as t:
+                ref = with_adapter(st, warmup_reference(st))
+                if i == 0: _losses(st, ref, st.pool, adapter=False, desc='score: base')
+                _losses(st, ref, st.pool, adapter=True, desc='score: reference')
+            log(f'{reference_name(cfgs[i])}: warmed up and scored in {t.s/60:.1f} min')
+    for j in range(len(cfgs)):
+        with open(out/f'.ref-{j}.lock', 'w') as lock: fcntl.flock(lock, fcntl.LOCK_EX)   # every worker's reference
 
 def part(assets:Path, name:str, kind:str='items', ext:str='csv.gz')->Path:
     "One run's `kind` file in ASSETS/parts/ (`items` is written last: its presence marks the run done)."
@@ -123,6 +142,7 @@ def main():
     assets.mkdir(parents=True, exist_ok=True)
     log(f'worker {i}/{n}, {threads} thread(s), {cpu_model()}, precision {cfgs[0].precision}, assets {assets}')
     Path(cfgs[0].out).mkdir(parents=True, exist_ok=True)
+    references_first(cfgs, i, n)                              # the references in parallel
     with open(Path(cfgs[0].out)/'.prepare.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)                       # the shared stages: one process at a time
         done = (assets/'items-seedless.csv.gz').exists()
