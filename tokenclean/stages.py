@@ -78,13 +78,17 @@ def train_method(st:Study, method:str, seed:int, sc:Scores)->dict:
     if method in TOKEN_RULE_METHODS:   # every response token, weighted while training (`online`: base losses)
         tc = dataclasses.replace(tc, rule=method, rule_k=st.cfg.k)
         rows = with_base_losses(rows, sc) if method in ('online', 'sstoken') else rows
-    m = new_adapter(st, seed)
-    h = train(m, rows, tc, st.tok.pad_token_id, out=d, progress=st.cfg.progress, desc=f'train: {method}',
-              reuse=reuse_spec(st, m, seed))   # `train_reuse_layers`: the seed's arms share the frozen layers' outputs
+    if (d/'train.json').exists():   # trained by a process that stopped before its evaluation: read back, not retrained
+        h, m = load_json(d/'train.json'), with_adapter(st, d/'adapter')
+    else:
+        m = new_adapter(st, seed)
+        h = train(m, rows, tc, st.tok.pad_token_id, out=d, progress=st.cfg.progress, desc=f'train: {method}',
+                  reuse=reuse_spec(st, m, seed))   # `train_reuse_layers`: the arms of a seed share frozen outputs
+        m = unsharded(st, m, d/'adapter')
     extra = dict(selection=summ, trained_tokens=h['trained_tokens'], steps=h['steps'],
                  skipped_steps=h['skipped_steps'], final_loss=_last(h['history']), token_weight=h.get('token_weight'),
                  **kind_rates_of(st, sel.keep, kind))
-    return finish_run(st, d, unsharded(st, m, d/'adapter'), method, seed, extra)
+    return finish_run(st, d, m, method, seed, extra)
 
 # %% ../nbs/api/07a_stages.ipynb #73bfbeef
 def reference_result(st:Study)->dict:
