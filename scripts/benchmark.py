@@ -9,8 +9,8 @@ run, on the same data, model and threads:
 
 1. scoring: the original approach (`orig_scores` of nbs/api/03_scoring.ipynb: fixed batches of 4 in file order padded to
    their longest, one forward pass per batch as in their script (`--orig-passes 2`: an earlier, slower copy), full fp32 logits, cross-entropy twice, one model per pass, Python lists and
-   a Python sort) against tokenclean (`token_losses` of the base = adapter off and the reference = a LoRA adapter with
-   non-zero B, `join_scores`, `top_k_mask`) in fp32; and in bf16 only where `check_precision` passes on these chats
+   a Python sort; the reference merged, as their script loads it) against tokenclean (`token_losses` of the base =
+   adapter off and the reference = a LoRA adapter with non-zero B, live, `join_scores`, `top_k_mask`) in fp32; and in bf16 only where `check_precision` passes on these chats
    (its time counted in). Each variant runs in its own child process (its peak RSS is its own);
 2. model FLOP utilisation: useful FLOPs of scoring (each sample up to its last response token, the head at response
    positions only) per second, against the best fp32 and bf16 matmul rates timed in the same run and threads;
@@ -93,7 +93,8 @@ def scoring_model(torch, args):
 def flops(model, rows:list)->dict:
     """Useful FLOPs of scoring `rows` once: 2·P·T + 2·n_layers·d_attn·ΣL² + 2·d·V·S, over the positions a score uses.
     L: each sample up to its last response token (samples with none left out), T = ΣL, S: response positions (the head
-    is applied there only), P: parameters of the decoder layers (+ LoRA for the reference)."""
+    is applied there only), P: parameters of the decoder layers. The reference's useful FLOPs are the base's (the
+    authors scored it merged); tokenclean's low-rank path (`p_lora`) is overhead, not useful work."""
     import numpy as np
     from tokenclean.scoring import scored_part
     lm = model.get_base_model(); cfg = lm.config
@@ -105,7 +106,7 @@ def flops(model, rows:list)->dict:
     S = float(sum((p['labels'][1:] != -100).sum() for p in parts))
     d_attn = cfg.num_attention_heads * getattr(cfg, 'head_dim', cfg.hidden_size // cfg.num_attention_heads)
     base = 2 * p_layers * L.sum() + 2 * cfg.num_hidden_layers * d_attn * float((L**2).sum()) + 2 * cfg.hidden_size * cfg.vocab_size * S
-    return dict(base=base, ref=base + 2 * p_lora * L.sum(), p_layers=p_layers, p_lora=p_lora, tokens_used=float(L.sum()),
+    return dict(base=base, ref=base, p_layers=p_layers, p_lora=p_lora, tokens_used=float(L.sum()),
                 scored=S, longest_used=int(L.max()))
 
 # ----------------------------------------------------------------------- the original approach, from its notebook
