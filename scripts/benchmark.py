@@ -10,7 +10,7 @@ run, on the same data, model and threads:
 1. scoring: the original approach (`orig_scores` of nbs/api/03_scoring.ipynb: fixed batches of 4 in file order padded to
    their longest, one forward pass per batch as in their script (`--orig-passes 2`: an earlier, slower copy), full fp32 logits, cross-entropy twice, one model per pass, Python lists and
    a Python sort; the reference merged, as their script loads it) against tokenclean (`token_losses` of the base =
-   adapter off and the reference = a LoRA adapter with non-zero B, live, `join_scores`, `top_k_mask`) in fp32; and in bf16 only where `check_precision` passes on these chats
+   adapter off and the reference = a LoRA adapter with non-zero B, merged for its pass, `join_scores`, `top_k_mask`) in fp32; and in bf16 only where `check_precision` passes on these chats
    (its time counted in). Each variant runs in its own child process (its peak RSS is its own);
 2. model FLOP utilisation: useful FLOPs of scoring (each sample up to its last response token, the head at response
    positions only) per second, against the best fp32 and bf16 matmul rates timed in the same run and threads;

@@ -6,13 +6,13 @@
 from __future__ import annotations
 import atexit, contextlib, functools, importlib.util, os, shutil, warnings
 from pathlib import Path
-import torch
+import psutil, torch
 from .core import *
 
 # %% auto #0
 __all__ = ['PACKAGED', 'BUILTIN', 'LORA_TARGETS', 'packaged_model', 'resolve_model', 'pick_device', 'pick_dtype', 'autocast',
            'accelerator', 'processes', 'is_main', 'barrier', 'load_tokenizer', 'bnb_config', 'load_model',
-           'fingerprint', 'add_lora', 'top_layers', 'adapter_off']
+           'fingerprint', 'add_lora', 'top_layers', 'adapter_off', 'merged_adapter']
 
 # %% ../nbs/api/01_models.ipynb #75d2296d
 PACKAGED = {
@@ -222,3 +222,30 @@ def top_layers(config, n:int|None=10)->list|None:
 def adapter_off(model):
     "Context in which a `PeftModel` runs as its base model (no-op for plain models)."
     return model.disable_adapter() if hasattr(model, 'disable_adapter') else contextlib.nullcontext()
+
+# %% ../nbs/api/01_models.ipynb #407a1bb4
+def _mergeable(lora:list, max_share:float)->bool:
+    "Whether LoRA layers `lora` wrap plain fp32 `nn.Linear` layers, none merged, whose copy fits `max_share` of memory."
+    w = [m.get_base_layer().weight for m in lora]
+    if not lora or not all(type(m.get_base_layer()) is torch.nn.Linear and not m.merged for m in lora) \
+       or not all(type(t.data) is torch.Tensor and t.dtype == torch.float32 for t in w): return False
+    free = torch.cuda.mem_get_info(w[0].device)[0] if w[0].device.type == 'cuda' else psutil.virtual_memory().available
+    return sum(t.numel() * t.element_size() for t in w) <= max_share * free
+
+@contextlib.contextmanager
+def merged_adapter(model, max_share:float=0.25, # the largest share of free memory the saved weights may take
+                  ):
+    "Context in which a `PeftModel`'s LoRA adapter is merged into its fp32 weights, restored bit for bit after."
+    from peft.tuners.lora import LoraLayer
+    lora = [m for m in model.modules() if isinstance(m, LoraLayer)] if hasattr(model, 'merge_adapter') else []
+    if lora and model.training: raise TokencleanError('merged_adapter: call model.eval() first (merged, no dropout)')
+    if not _mergeable(lora, max_share):
+        yield model
+        return
+    saved = [m.get_base_layer().weight.detach().clone() for m in lora]
+    model.merge_adapter()
+    try: yield model
+    finally:
+        model.unmerge_adapter()
+        with torch.no_grad():
+            for m, w in zip(lora, saved): m.get_base_layer().weight.copy_(w)

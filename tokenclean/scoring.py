@@ -4,12 +4,12 @@
 
 # %% ../nbs/api/03_scoring.ipynb #8205e468
 from __future__ import annotations
-import contextlib, math
+import math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch
 from .core import *
-from .models import adapter_off, fingerprint, autocast, processes, barrier
+from .models import adapter_off, merged_adapter, fingerprint, autocast, processes, barrier
 
 # %% auto #0
 __all__ = ['lm_parts', 'logit_stats', 'token_nll', 'collate', 'length_batches', 'padding_waste', 'scored_positions',
@@ -220,7 +220,7 @@ def token_losses(model, tp, # a model (or `PeftModel`) and a `TokenizedPool`
     was_training = model.training
     model.eval()                                           # no dropout while scoring
     try:
-        with adapter_off(model) if not adapter else contextlib.nullcontext():
+        with adapter_off(model) if not adapter else merged_adapter(model):   # the reference merged, as a plain model
             if check and todo: check_token_nll(model, _probe(tp, shards[todo[0]], pad_id, model.device), precision)
             for s in todo:
                 rows = [tp[i] for i in shards[s]]
@@ -323,7 +323,7 @@ def agreement_share(tp, share:float=0.02, min_tokens:int=500, seed:int=0)->list:
 def _share_scores(model, rows:list, pad_id:int, precision:str, max_tokens:int)->np.ndarray:
     "base − reference of every scored token of `rows` (the loss itself for a model without an adapter)."
     def loss(adapter):
-        with adapter_off(model) if not adapter else contextlib.nullcontext():
+        with adapter_off(model) if not adapter else merged_adapter(model):
             recs = _shard_losses(model, rows, pad_id, max_tokens, precision=precision)
         return np.concatenate([np.asarray(r['loss'], np.float32) for r in recs] + [np.zeros(0, np.float32)])
     return loss(False) - loss(True) if hasattr(model, 'disable_adapter') else loss(False)

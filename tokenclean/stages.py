@@ -18,7 +18,8 @@ from .study import *
 from .study import _losses, _save_config
 
 # %% auto #0
-__all__ = ['reference_dir', 'warmup_reference', 'score_pool', 'kind_rates_of', 'train_method', 'reference_result', 'base_result']
+__all__ = ['reference_dir', 'warmup_reference', 'score_pool', 'kind_rates_of', 'train_arm', 'train_method', 'reference_result',
+           'base_result']
 
 # %% ../nbs/api/07a_stages.ipynb #eccffc83
 def reference_dir(st:Study)->Path:
@@ -61,6 +62,18 @@ def kind_rates_of(st:Study, keep:np.ndarray, kind:np.ndarray|None)->dict:
     if kind is None or not st.cfg.oracle_kinds: return {}
     return dict(rates=kind_rates(keep, kind, st.pool.kinds, st.cfg.oracle_kinds[:1]))
 
+def train_arm(st:Study, method:str, seed:int, sc:Scores, sel)->tuple:
+    "Train a fresh adapter on `sel`'s kept tokens (a token rule: every response token, weighted): (history, model)."
+    d, rows = st.run_dir(method, seed), apply_selection(sel, [st.pool[i] for i in range(len(st.pool))])
+    tc = train_config(st, seed)
+    if method in TOKEN_RULE_METHODS:   # every response token, weighted while training (`online`: base losses)
+        tc = dataclasses.replace(tc, rule=method, rule_k=st.cfg.k)
+        rows = with_base_losses(rows, sc) if method in ('online', 'sstoken') else rows
+    m = new_adapter(st, seed)
+    h = train(m, rows, tc, st.tok.pad_token_id, out=d, progress=st.cfg.progress, desc=f'train: {method}',
+              reuse=reuse_spec(st, m, seed))   # `train_reuse_layers`: the arms of a seed share frozen outputs
+    return h, unsharded(st, m, d/'adapter')
+
 def train_method(st:Study, method:str, seed:int, sc:Scores)->dict:
     "Select with `method`, train a fresh adapter on the base, evaluate; cached in the run folder."
     d = st.run_dir(method, seed)
@@ -73,18 +86,9 @@ def train_method(st:Study, method:str, seed:int, sc:Scores)->dict:
     if is_main():
         save_selection(sel, d/'selection')
         if st.cfg.progress: print(format_summary(summ))
-    rows = apply_selection(sel, [st.pool[i] for i in range(len(st.pool))])
-    tc = train_config(st, seed)
-    if method in TOKEN_RULE_METHODS:   # every response token, weighted while training (`online`: base losses)
-        tc = dataclasses.replace(tc, rule=method, rule_k=st.cfg.k)
-        rows = with_base_losses(rows, sc) if method in ('online', 'sstoken') else rows
     if (d/'train.json').exists():   # trained by a process that stopped before its evaluation: read back, not retrained
         h, m = load_json(d/'train.json'), with_adapter(st, d/'adapter')
-    else:
-        m = new_adapter(st, seed)
-        h = train(m, rows, tc, st.tok.pad_token_id, out=d, progress=st.cfg.progress, desc=f'train: {method}',
-                  reuse=reuse_spec(st, m, seed))   # `train_reuse_layers`: the arms of a seed share frozen outputs
-        m = unsharded(st, m, d/'adapter')
+    else: h, m = train_arm(st, method, seed, sc, sel)
     extra = dict(selection=summ, trained_tokens=h['trained_tokens'], steps=h['steps'],
                  skipped_steps=h['skipped_steps'], final_loss=_last(h['history']), token_weight=h.get('token_weight'),
                  **kind_rates_of(st, sel.keep, kind))
