@@ -3,9 +3,10 @@
 # run by run). Each runner skips what is committed and resumes what its run cache holds, so after an interruption
 # the same command goes on where it stopped. Two workers on a two-core machine:
 #   nohup setsid bash scripts/queue.sh 0/2 & nohup setsid bash scripts/queue.sh 1/2 &
-# Order: the real-text study's main arms (issue 25), its token rules (amendment 1, issue 22), the controlled
-# experiment's design v2, its dose-response grid (after design v2's seed 41, whose k 0.6 cells it reads), and the
-# corrupted-GSM8K re-run. Each part logs into the run.log of its assets folder. When every worker's queue is done,
+# Order: the claim-level evidence first (issue 25), then the newer methods on real text (issue 22): the real-text
+# study's main arms, the controlled experiment's design v2 (its token-rule arms included), its dose-response grid
+# (after design v2's seed 41, whose k 0.6 cells it reads), the corrupted-GSM8K re-run, then the real-text study's
+# token rules (amendments 1 and 4). Each part logs into the run.log of its assets folder. When every worker's queue is done,
 # worker 0 runs the measurements that need an idle machine (issues 24 and 22: the scoring and training benchmark,
 # TRL, the cost of each arm, the default job's wall time) into runs/idle_checks/<date>/, for a session to read
 # before anything of it goes on the Performance page. A worker marks its queue done in runs/.queue-done-<i>: delete
@@ -22,12 +23,12 @@ step() {   # LOG, then the runner and its options
 }
 rt=nbs/assets/real_text/run.log cv=nbs/assets/controlled_v2/run.log
 step $rt scripts/real_text.py --worker "$w"
-step $rt scripts/real_text.py --worker "$w" --part rules
 step $cv scripts/controlled_v2.py --worker "$w"
 until [ -e nbs/assets/controlled_v2/items-s41.csv.gz ]; do sleep 300; done    # dose reads design v2's seed 41
 step $cv scripts/controlled_v2.py --worker "$w" --part dose
 step nbs/assets/gsm8k_corrupted/v2/run.log scripts/study_parts.py --config configs/studies/gsm8k_corrupted.yaml \
      --assets nbs/assets/gsm8k_corrupted/v2 --worker "$w"
+step $rt scripts/real_text.py --worker "$w" --part rules
 mkdir -p runs && touch "runs/.queue-done-${w%/*}"
 [ "${w%/*}" = 0 ] || exit 0
 grep -qs "default job finished" runs/idle_checks/*/log.txt && exit 0           # measured once, after the studies
