@@ -6,8 +6,8 @@
 # Order: the claim-level evidence first (issue 25), then the newer methods on real text (issue 22): the real-text
 # study's main arms, the controlled experiment's design v2 (its token-rule arms included), its dose-response grid
 # (after design v2's seed 41, whose k 0.6 cells it reads), the corrupted-GSM8K re-run, then the real-text study's
-# token rules (amendments 1 and 4). Each part logs into the run.log of its assets folder. When every worker's queue is done,
-# worker 0 runs the measurements that need an idle machine (issues 24 and 22: the scoring and training benchmark,
+# token rules (amendments 1 and 4). Each part logs into the run.log of its assets folder. When every worker's queue is
+# done, worker 0 runs the measurements that need an idle machine (issues 24 and 22: the scoring and training benchmark,
 # TRL, the cost of each arm, the default job's wall time) into runs/idle_checks/<date>/, for a session to read
 # before anything of it goes on the Performance page. A worker marks its queue done in runs/.queue-done-<i>: delete
 # those marks after adding a part.
