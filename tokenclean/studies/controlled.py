@@ -13,12 +13,13 @@ from ..core import *
 from ..theory import bound_full, j_star
 
 # %% auto #0
-__all__ = ['ARMS', 'KINDS', 'DATA', 'SYSTEM', 'OPEN', 'CLOSE', 'DELTA', 'V2_COLUMNS', 'REFERENCE_ARMS', 'DOSE_K', 'common_words',
-           'World', 'make_world', 'response_pieces', 'make_sample', 'make_splits', 'covered_keys', 'make_splits_v2',
-           'write_jsonl', 'write_data', 'theory_table', 'settings', 'token_groups', 'coverage_rates', 'kind_counts',
-           'selection_rates', 'planned_rates', 'kind_bounds', 'reference_of', 'run_items', 'run_selection',
-           'v2_seedless', 'v2_arms', 'v2_arm', 'v2_seed', 'dose_configs', 'dose_warmups', 'dose_theory', 'v2_status',
-           'read_v2']
+__all__ = ['ARMS', 'KINDS', 'DATA', 'SYSTEM', 'OPEN', 'CLOSE', 'DELTA', 'V2_COLUMNS', 'REFERENCE_ARMS', 'DOSE_K', 'V2_PRIMARY',
+           'V2_PAIRS', 'LOWER_IS_BETTER', 'common_words', 'World', 'make_world', 'response_pieces', 'make_sample',
+           'make_splits', 'covered_keys', 'make_splits_v2', 'write_jsonl', 'write_data', 'theory_table', 'settings',
+           'token_groups', 'coverage_rates', 'kind_counts', 'selection_rates', 'planned_rates', 'kind_bounds',
+           'reference_of', 'run_items', 'run_selection', 'v2_seedless', 'v2_arms', 'v2_arm', 'v2_seed', 'dose_configs',
+           'dose_warmups', 'dose_theory', 'v2_status', 'read_v2', 'v2_groups', 'v2_analysis', 'v2_table', 'dose_table',
+           'plot_dose']
 
 # %% ../../nbs/studies/02_controlled.ipynb #1f5b1ac9
 ARMS = ('full', 'random', 'fixed', 'rho', 'oracle', 'self_evolving', 'self_evolving_control')   # display order
@@ -372,3 +373,81 @@ def read_v2(assets:str|Path, what:str='items')->'pd.DataFrame|None':
     import pandas as pd
     fs = sorted(Path(assets).glob(f'{what}-*.csv.gz'))
     return pd.concat([pd.read_csv(f, dtype={'item': str}) for f in fs], ignore_index=True) if fs else None
+
+# %% ../../nbs/studies/02_controlled.ipynb #90e4ccfa
+V2_PRIMARY = [('fixed', 'full'), ('fixed', 'random'), ('fixed', 'kind_matched')]
+V2_PAIRS = V2_PRIMARY + [('kind_matched', 'random'), ('fixed', 'base_loss'), ('oracle', 'full'), ('rho', 'full'),
+                         ('reference', 'base'), ('full', 'base'), ('online', 'fixed'), ('online', 'random'),
+                         ('dft', 'full'), ('entropy', 'full'), ('prob_threshold', 'full'), ('fixed_failure', 'full'),
+                         ('fixed_failure', 'fixed'), ('sstoken', 'fixed'), ('sstoken', 'online')]   # pre-registered
+LOWER_IS_BETTER = ('nll', 'span_exact:misleading')   # metrics (by substring) where a negative difference is a gain
+
+def v2_groups(items:'pd.DataFrame')->'pd.DataFrame':
+    "`items` plus every row once more with its prompt's coverage group in the metric (`span_nll:informative:covered`)."
+    import pandas as pd
+    g = items.item.str.split('-').str[1]
+    return pd.concat([items, items.assign(metric=items.metric + ':' + g)], ignore_index=True)
+
+def v2_analysis(items:'pd.DataFrame')->'pd.DataFrame':
+    "Design v2's rows ready for `V2_PAIRS`: one experiment, the failure case's arms as `<arm>_failure`, the groups."
+    fail = items.experiment.str.endswith('_failure')
+    x = items.assign(arm=items.arm.where(~fail, items.arm + '_failure'), experiment='controlled_v2')
+    return v2_groups(x.drop(columns=['reference', 'k']))
+
+def v2_table(items:'pd.DataFrame', metrics:list, pairs:list=V2_PAIRS)->'pd.DataFrame':
+    "The pre-registered comparisons on `metrics` (replicate-level, with MDEs) of the arms that `items` holds."
+    from tokenclean.stats import comparison_table
+    x = v2_analysis(items)
+    pairs = [p for p in pairs if set(p) <= set(x.arm)]
+    return comparison_table(x, pairs, metrics, [m for m in metrics if any(s in m for s in LOWER_IS_BETTER)])
+
+# %% ../../nbs/studies/02_controlled.ipynb #79c397d6
+def _dose_arm(x:'pd.DataFrame')->'pd.Series':
+    "A dose-response row's arm label: `fixed@warmup_50 k0.3`, `random k0.3`, `full`."
+    import numpy as np
+    ref = np.where(x.arm == 'fixed', '@' + x.reference.astype(str), '')
+    return x.arm + ref + np.where(x.arm == 'full', '', ' k' + x.k.map('{:g}'.format))
+
+def dose_table(items:'pd.DataFrame', metric:str='span_nll:informative')->'pd.DataFrame':
+    "Per dose-response cell: fixed − random (same k) and fixed − full on `metric` and per group, one seed each."
+    from tokenclean.stats import comparison_table
+    x = v2_groups(items.assign(arm=_dose_arm(items)).drop(columns=['reference', 'k']))
+    fx = items[items.arm == 'fixed'][['reference', 'k']].drop_duplicates().sort_values(['reference', 'k'])
+    pairs = [(f'fixed@{r} k{k:g}', b) for r, k in fx.itertuples(index=False) for b in (f'random k{k:g}', 'full')]
+    pairs = [p for p in pairs if set(p) <= set(x.arm)]
+    ms = [metric, f'{metric}:covered', f'{metric}:uncovered']
+    t = comparison_table(x, pairs, ms, [m for m in ms if any(s in m for s in LOWER_IS_BETTER)])
+    cell = t.comparison.str.extract(r'fixed@(?P<reference>\S+) k(?P<k>[\d.]+) − (?P<baseline>\w+)')
+    return t.assign(reference=cell.reference, k=cell.k.astype(float), baseline=cell.baseline)
+
+# %% ../../nbs/studies/02_controlled.ipynb #b59cd180
+def plot_dose(t:'pd.DataFrame', # a `dose_table`
+              order:list|None=None, # references from weakest to strongest (default: as they sort)
+              theory:'pd.DataFrame|None'=None, # a `dose_theory`: its fixed J is written beside each point
+             )->'matplotlib.figure.Figure':
+    "fixed − random and fixed − full against k, per group of prompts, one line per reference, key-cluster intervals."
+    import matplotlib.pyplot as plt
+    ms = list(dict.fromkeys(t.metric))
+    refs = order or sorted(t.reference.unique())
+    fig, axs = plt.subplots(2, len(ms), figsize=(4.2*len(ms), 6), sharex=True, sharey='row', squeeze=False)
+    for row, base in enumerate(('random', 'full')):
+        for col, m in enumerate(ms):
+            ax = axs[row, col]
+            for i, r in enumerate(refs):
+                g = t[(t.metric == m) & (t.baseline == base) & (t.reference == r)].sort_values('k')
+                if g.empty: continue
+                x = g.k + (i - (len(refs) - 1)/2)*0.015
+                ax.errorbar(x, g['diff'], [g['diff'] - g.cluster_lo, g.cluster_hi - g['diff']], marker='o', ms=4,
+                            capsize=2, label=r)
+                if theory is not None and col == 0:
+                    th = theory[(theory.arm == 'fixed') & (theory.reference == r)].set_index('k').J
+                    for xx, kk, yy in zip(x, g.k, g['diff']):
+                        if kk in th.index: ax.annotate(f'J {th[kk]:.2f}', (xx, yy), fontsize=6, xytext=(3, 3),
+                                                       textcoords='offset points')
+            ax.axhline(0, color='grey', lw=0.8)
+            ax.set_title(f'{m}: fixed − {base}', fontsize=9)
+            if row == 1: ax.set_xlabel('k (share of response tokens kept)')
+        axs[row, 0].set_ylabel(f'fixed − {base} (nats; < 0: fixed better)', fontsize=8)
+    axs[0, -1].legend(fontsize=7, title='reference', title_fontsize=7)
+    fig.tight_layout()
+    return fig
