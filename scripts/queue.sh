@@ -24,7 +24,10 @@ step() {   # LOG, then the runner and its options
 rt=nbs/assets/real_text/run.log cv=nbs/assets/controlled_v2/run.log
 step $rt scripts/real_text.py --worker "$w"
 step $cv scripts/controlled_v2.py --worker "$w"
-until [ -e nbs/assets/controlled_v2/items-s41.csv.gz ]; do sleep 300; done    # dose reads design v2's seed 41
+# The dose grid reads design v2's seed-41 runs from the run cache: wait for them while a design-v2 worker still runs
+# (if none does and seed 41 is missing, design v2 failed: the grid then trains those cells itself).
+v2main='controlled_v2.py --worker [0-9]+/[0-9]+$'
+until [ -e nbs/assets/controlled_v2/items-s41.csv.gz ] || ! pgrep -f "$v2main" >/dev/null; do sleep 300; done
 step $cv scripts/controlled_v2.py --worker "$w" --part dose
 step nbs/assets/gsm8k_corrupted/v2/run.log scripts/study_parts.py --config configs/studies/gsm8k_corrupted.yaml \
      --assets nbs/assets/gsm8k_corrupted/v2 --worker "$w"
