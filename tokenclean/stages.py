@@ -91,6 +91,7 @@ def train_method(st:Study, method:str, seed:int, sc:Scores)->dict:
     else: h, m = train_arm(st, method, seed, sc, sel)
     extra = dict(selection=summ, trained_tokens=h['trained_tokens'], steps=h['steps'],
                  skipped_steps=h['skipped_steps'], final_loss=_last(h['history']), token_weight=h.get('token_weight'),
+                 train_s=h.get('train_s'),
                  **kind_rates_of(st, sel.keep, kind))
     return finish_run(st, d, m, method, seed, extra)
 

@@ -228,7 +228,8 @@ def reuse_spec(st:Study, m, seed:int|None=None)->tuple|None:
 
 def finish_run(st:Study, d:Path, m, method:str, seed:int, extra:dict)->dict:
     "Evaluate `m`, write `results.json` and the per-item `items.csv` in `d` (on the main process), return the result."
-    import pandas as pd
+    import pandas as pd, time
+    t0 = time.perf_counter()
     cols = RESULT_COLUMNS + (['cluster'] if st.cfg.item_cluster == 'source' else [])
     items = pd.DataFrame(heldout_items(st, m, method, None if method in SEEDLESS else seed), columns=cols)
     res = dict(model=st.cfg.model, experiment=st.cfg.experiment, method=method, seed=seed, k=st.k(method),
@@ -242,6 +243,7 @@ def finish_run(st:Study, d:Path, m, method:str, seed:int, extra:dict)->dict:
             res['benchmarks'] = evaluate(m, st.tok, st.cfg.eval_tasks, limit=st.cfg.eval_limit, seed=seed,
                                          output_path=d/'lm_eval', meta=meta,   # lm-eval's own files in lm_eval/
                                          reuse=reuse_spec(st, m))
+        res['eval_s'] = round(time.perf_counter() - t0, 1)   # wall seconds of this evaluation, in process
         save_json(res, d/'results.json')
     barrier()
     return load_json(d/'results.json')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/api/05_training.ipynb #c9eda55f
 from __future__ import annotations
-import contextlib, math, os, warnings
+import contextlib, math, os, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, torch
@@ -330,11 +330,13 @@ def train(model, rows:list, # a model with trainable (LoRA) parameters; tokenize
     if ckpt and ckpt.exists(): step, history, stats = load_checkpoint(ckpt, model, opt, sched, scaler, fwd)
     bar = dict(desc=desc, initial=step, total=len(plan), disable=not progress or not is_main())
     cast_once = cfg.precision == 'bf16' and model.device.type == 'cpu' and fwd is None
+    t0, before = time.perf_counter(), stats.get('train_s', 0.0)   # a resumed run adds the time before its checkpoint
     with frozen_bf16(model, cast_once), replayed(model, reuse, fwd):
         for s in tqdm(range(step, len(plan)), **bar):
             loss = train_step(model, rows, plan[s], cfg, pad_id, stats, fwd=fwd, scaler=scaler)
             if loss is not None: _update(model, opt, cfg, scaler)
             sched.step(); opt.zero_grad(set_to_none=True); history.append(loss)
+            stats['train_s'] = round(before + time.perf_counter() - t0, 3)   # wall seconds of the optimizer steps
             if ckpt and cfg.save_every and (s + 1) % cfg.save_every == 0 and s + 1 < len(plan):
                 save_checkpoint(ckpt, model, opt, sched, s + 1, history, stats, scaler, fwd)
     model.eval()

@@ -248,15 +248,16 @@ def cpu_model()->str:
     return platform.processor() or platform.machine()
 
 def run_record(st:Study, r:dict)->dict:
-    "What one run cost and did: steps, tokens, final loss, train and evaluation wall time (file times), CPU."
+    "What one run cost and did: steps, tokens, final loss, train and evaluation wall time, precision, threads, CPU."
     import torch
     d, c = st.path(r['run']), st.cfg
     t = {f: (d/f).stat().st_mtime for f in ('config.json', 'train.json', 'results.json') if (d/f).exists()}
-    dt = lambda a, b: round(t[b] - t[a], 1) if a in t and b in t else None
+    file_dt = lambda a, b: round(t[b] - t[a], 1) if a in t and b in t else None   # runs recorded before in-process times
+    dt = lambda a, b, k: r[k] if r.get(k) is not None else file_dt(a, b)
     return dict(method=r['method'], seed=None if r['method'] in SEEDLESS else r['seed'],
                 reference=reference_name(c) if uses_reference(r['method'], c) else None, run=r['run'],
                 **{k: r.get(k) for k in ('steps', 'trained_tokens', 'final_loss', 'heldout_loss')},
-                train_s=dt('config.json', 'train.json'), eval_s=dt('train.json', 'results.json'),
+                train_s=dt('config.json', 'train.json', 'train_s'), eval_s=dt('train.json', 'results.json', 'eval_s'),
                 precision=st.plan['precision'], threads=torch.get_num_threads(), cpu=cpu_model())
 
 # %% ../../nbs/studies/04_real_pool.ipynb #a2b77fe3
