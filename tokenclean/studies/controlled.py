@@ -18,8 +18,8 @@ __all__ = ['ARMS', 'KINDS', 'DATA', 'SYSTEM', 'OPEN', 'CLOSE', 'DELTA', 'V2_COLU
            'make_splits', 'covered_keys', 'make_splits_v2', 'write_jsonl', 'write_data', 'theory_table', 'settings',
            'token_groups', 'coverage_rates', 'kind_counts', 'selection_rates', 'planned_rates', 'kind_bounds',
            'reference_of', 'run_items', 'run_selection', 'v2_seedless', 'v2_arms', 'v2_arm', 'v2_seed', 'dose_configs',
-           'dose_warmups', 'dose_theory', 'v2_status', 'read_v2', 'v2_groups', 'v2_analysis', 'v2_table', 'dose_table',
-           'plot_dose']
+           'dose_warmups', 'dose_theory', 'v2_status', 'read_v2', 'failure_arms', 'v2_groups', 'v2_analysis',
+           'v2_table', 'dose_table', 'plot_dose']
 
 # %% ../../nbs/studies/02_controlled.ipynb #1f5b1ac9
 ARMS = ('full', 'random', 'fixed', 'rho', 'oracle', 'self_evolving', 'self_evolving_control')   # display order
@@ -382,6 +382,14 @@ V2_PAIRS = V2_PRIMARY + [('kind_matched', 'random'), ('fixed', 'base_loss'), ('o
                          ('fixed_failure', 'fixed'), ('sstoken', 'fixed'), ('sstoken', 'online')]   # pre-registered
 LOWER_IS_BETTER = ('nll', 'span_exact:misleading')   # metrics (by substring) where a negative difference is a gain
 
+def _lower(metrics:list)->list:
+    "The `metrics` where a negative difference is a gain (`LOWER_IS_BETTER`)."
+    return [m for m in metrics if any(s in m for s in LOWER_IS_BETTER)]
+
+def failure_arms(x:'pd.DataFrame', col:str='arm')->'pd.Series':
+    "Column `col` of `x` with the failure case's arms renamed `<arm>_failure` (their experiment ends in `_failure`)."
+    return x[col].where(~x.experiment.str.endswith('_failure'), x[col] + '_failure')
+
 def v2_groups(items:'pd.DataFrame')->'pd.DataFrame':
     "`items` plus every row once more with its prompt's coverage group in the metric (`span_nll:informative:covered`)."
     import pandas as pd
@@ -390,8 +398,7 @@ def v2_groups(items:'pd.DataFrame')->'pd.DataFrame':
 
 def v2_analysis(items:'pd.DataFrame')->'pd.DataFrame':
     "Design v2's rows ready for `V2_PAIRS`: one experiment, the failure case's arms as `<arm>_failure`, the groups."
-    fail = items.experiment.str.endswith('_failure')
-    x = items.assign(arm=items.arm.where(~fail, items.arm + '_failure'), experiment='controlled_v2')
+    x = items.assign(arm=failure_arms(items), experiment='controlled_v2')
     return v2_groups(x.drop(columns=['reference', 'k']))
 
 def v2_table(items:'pd.DataFrame', metrics:list, pairs:list=V2_PAIRS)->'pd.DataFrame':
@@ -399,7 +406,7 @@ def v2_table(items:'pd.DataFrame', metrics:list, pairs:list=V2_PAIRS)->'pd.DataF
     from tokenclean.stats import comparison_table
     x = v2_analysis(items)
     pairs = [p for p in pairs if set(p) <= set(x.arm)]
-    return comparison_table(x, pairs, metrics, [m for m in metrics if any(s in m for s in LOWER_IS_BETTER)])
+    return comparison_table(x, pairs, metrics, _lower(metrics))
 
 # %% ../../nbs/studies/02_controlled.ipynb #79c397d6
 def _dose_arm(x:'pd.DataFrame')->'pd.Series':
@@ -410,15 +417,17 @@ def _dose_arm(x:'pd.DataFrame')->'pd.Series':
 
 def dose_table(items:'pd.DataFrame', metric:str='span_nll:informative')->'pd.DataFrame':
     "Per dose-response cell: fixed − random (same k) and fixed − full on `metric` and per group, one seed each."
+    import pandas as pd
     from tokenclean.stats import comparison_table
     x = v2_groups(items.assign(arm=_dose_arm(items)).drop(columns=['reference', 'k']))
     fx = items[items.arm == 'fixed'][['reference', 'k']].drop_duplicates().sort_values(['reference', 'k'])
-    pairs = [(f'fixed@{r} k{k:g}', b) for r, k in fx.itertuples(index=False) for b in (f'random k{k:g}', 'full')]
-    pairs = [p for p in pairs if set(p) <= set(x.arm)]
+    cells = {(f'fixed@{r} k{k:g}', b): (r, k, b.split()[0]) for r, k in fx.itertuples(index=False)
+             for b in (f'random k{k:g}', 'full')}
+    pairs = [p for p in cells if set(p) <= set(x.arm)]
     ms = [metric, f'{metric}:covered', f'{metric}:uncovered']
-    t = comparison_table(x, pairs, ms, [m for m in ms if any(s in m for s in LOWER_IS_BETTER)])
-    cell = t.comparison.str.extract(r'fixed@(?P<reference>\S+) k(?P<k>[\d.]+) − (?P<baseline>\w+)')
-    return t.assign(reference=cell.reference, k=cell.k.astype(float), baseline=cell.baseline)
+    t = comparison_table(x, pairs, ms, _lower(ms))
+    cell = pd.DataFrame([cells[p] for p in pairs for _ in ms], columns=['reference', 'k', 'baseline'])
+    return pd.concat([t, cell], axis=1)   # comparison_table's rows: pair by pair, metric by metric
 
 # %% ../../nbs/studies/02_controlled.ipynb #b59cd180
 def plot_dose(t:'pd.DataFrame', # a `dose_table`
