@@ -252,7 +252,8 @@ def run_record(st:Study, r:dict)->dict:
     import torch
     d, c = st.path(r['run']), st.cfg
     t = {f: (d/f).stat().st_mtime for f in ('config.json', 'train.json', 'results.json') if (d/f).exists()}
-    file_dt = lambda a, b: round(t[b] - t[a], 1) if a in t and b in t else None   # runs recorded before in-process times
+    # runs recorded before in-process times
+    file_dt = lambda a, b: round(t[b] - t[a], 1) if a in t and b in t else None
     dt = lambda a, b, k: r[k] if r.get(k) is not None else file_dt(a, b)
     return dict(method=r['method'], seed=None if r['method'] in SEEDLESS else r['seed'],
                 reference=reference_name(c) if uses_reference(r['method'], c) else None, run=r['run'],
