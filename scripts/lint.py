@@ -1,7 +1,7 @@
 """Lint the generated library: no unused imports (F401) and no line over 120 characters (E501), with ruff; and two
 rules of its architecture: the library never imports a study, and per-token losses are computed in one place.
 
-Usage: .venv/bin/python scripts/lint.py [paths]   (default: tokenclean; settings in ruff.toml)
+Usage: .venv/bin/python scripts/lint.py [paths]   (default: tokenclean; CI: tokenclean nbs; settings in ruff.toml)
 One kind of line is let through: the first line of `__all__`, which nbdev writes itself (it wraps the list
 at 120 columns, then prefixes `__all__ = `); the notebooks cannot fold it.
 Architecture (`architecture`): a module of tokenclean/ outside tokenclean/studies/ neither imports tokenclean.studies

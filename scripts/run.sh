@@ -52,8 +52,8 @@ test)
   if git rev-parse --git-dir >/dev/null 2>&1; then
     git diff --exit-code --stat -- nbs || { echo "FAIL: notebooks are not clean: run nbdev_clean and commit" >&2; exit 1; }
   fi
-  echo "== lint: no unused imports, no line over 120 characters in tokenclean/ (ruff; ruff.toml)"
-  python scripts/lint.py tokenclean
+  echo "== lint: no unused imports, no line over 120 characters in tokenclean/ and nbs/ (ruff; ruff.toml)"
+  python scripts/lint.py tokenclean nbs
   echo "== notebooks as tests (nbdev_test; slow and gpu cells skipped)"
   nbdev_test --n_workers 2 --timing ${TC_TEST_FLAGS:+--flags "$TC_TEST_FLAGS"}
   echo "== pytest (installed package and CLI)"

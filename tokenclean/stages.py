@@ -11,7 +11,8 @@ from .core import *
 from .models import is_main
 from .scoring import join_scores, save_scores, Scores
 from .config import METHOD_RULE, TOKEN_RULE_METHODS
-from .selection import select, apply_selection, summarise, format_summary, save_selection, score_kinds, kind_rates
+from .selection import (select, apply_selection, summarise, format_summary, save_selection, score_kinds,
+                                  kind_rates)
 from .training import train
 from .token_weights import with_base_losses
 from .study import *
