@@ -426,8 +426,8 @@ def dose_table(items:'pd.DataFrame', metric:str='span_nll:informative')->'pd.Dat
     pairs = [p for p in cells if set(p) <= set(x.arm)]
     ms = [metric, f'{metric}:covered', f'{metric}:uncovered']
     t = comparison_table(x, pairs, ms, _lower(ms))
-    cell = pd.DataFrame([cells[p] for p in pairs for _ in ms], columns=['reference', 'k', 'baseline'])
-    return pd.concat([t, cell], axis=1)   # comparison_table's rows: pair by pair, metric by metric
+    cell = t.comparison.map({f'{a} − {b}': cells[a, b] for a, b in pairs})   # each row's cell, by its label
+    return pd.concat([t, pd.DataFrame(cell.tolist(), columns=['reference', 'k', 'baseline'], index=t.index)], axis=1)
 
 # %% ../../nbs/studies/02_controlled.ipynb #b59cd180
 def plot_dose(t:'pd.DataFrame', # a `dose_table`
